@@ -1,0 +1,44 @@
+"""Backend ``numpy``: the hand-written adjoint (List 2, ``hand_adjoint.py``) run by CPython.
+
+This is the paper's "hand-coded adjoint" row as the authors ran it: an interpreted loop over
+time steps.  The same source, compiled by Numba, is the backend ``numba``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import hand_adjoint
+from ..problem import Lorenz63Problem
+from .base import Backend, Prepared, WorkArrays
+
+
+def make_vg(problem: Lorenz63Problem, kernel=hand_adjoint.value_and_grad):
+    """vg(u) for the array kernel ``kernel`` (interpreted or compiled), buffers allocated once."""
+    wk = WorkArrays.for_problem(problem)
+    n = problem.n_control
+    sigma, r, beta = (problem.params[k] for k in ("sigma", "r", "beta"))
+    dt = problem.dt
+    check = problem.check_control
+
+    def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
+        u = check(u)
+        if n == 6:
+            J = kernel(u[0], u[1], u[2], u[3], u[4], u[5], dt, wk.steps, wk.obs, wk.w, wk.v, wk.d, wk.grad)
+        else:
+            J = kernel(u[0], u[1], u[2], sigma, r, beta, dt, wk.steps, wk.obs, wk.w, wk.v, wk.d, wk.grad)
+        return float(J), wk.grad[:n].copy()
+
+    return vg
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    kind = "hand adjoint"
+    description = "hand adjoint (paper List 2), Python loops over NumPy arrays"
+
+    def _prepare(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Prepared:
+        return Prepared(make_vg(problem), problem, device=device, dtype=dtype)
+
+
+BACKENDS = [NumpyBackend()]

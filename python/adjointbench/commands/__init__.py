@@ -1,0 +1,1 @@
+"""Sub-commands of the ``adjointbench`` CLI, one per module (see ``adjointbench.cli``)."""
