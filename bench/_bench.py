@@ -1,0 +1,225 @@
+"""Helpers of the benchmark suite (see conftest.py): cases, the correctness gate, timing policy."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from adjointbench import report, verify
+from adjointbench.backends import all_backends, python_descent
+from adjointbench.backends.base import TBL3_ITERATIONS, TBL3_STEP, Backend
+from adjointbench.problem import Lorenz63Problem
+
+#: the gate's tolerance per dtype: float64 is DESIGN.md's 1e-10; float32 has ~7 digits and
+#: 180 Euler steps of a chaotic model amplify rounding, so 1e-3 relative (max-norm).
+GATE_TOLERANCE = {"float64": verify.TOLERANCE, "float32": 1e-3}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How long to spend per benchmark: seconds of timed rounds, and round bounds."""
+
+    gradient_s: float
+    gradient_min_rounds: int
+    tbl3_s: float
+    tbl3_min_rounds: int
+    workload_cap_s: float  # quick: time only the first k iterations above this estimate
+    compile_rounds: int
+    max_rounds: int = 2000
+    #: a round of a fast call repeats it until the round lasts this long (timer resolution)
+    min_round_s: float = 2e-4
+
+
+QUICK = Policy(gradient_s=0.25, gradient_min_rounds=3, tbl3_s=0.5, tbl3_min_rounds=3, workload_cap_s=3.0,
+               compile_rounds=1, max_rounds=400)
+FULL = Policy(gradient_s=1.5, gradient_min_rounds=5, tbl3_s=3.0, tbl3_min_rounds=3, workload_cap_s=math.inf,
+              compile_rounds=3)
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: str
+    device: str
+    dtype: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.backend}-{self.device}-{self.dtype}"
+
+
+def policy(config: pytest.Config) -> Policy:
+    return QUICK if config.getoption("ab_quick") else FULL
+
+
+def cases(config: pytest.Config, fused_only: bool = False) -> list[Any]:
+    """pytest params for every timed backend x device x dtype, unavailable ones as skips."""
+    want_b = set(config.getoption("ab_backend"))
+    want_dev = set(config.getoption("ab_device"))
+    want_dt = set(config.getoption("ab_dtype")) or ({"float64"} if config.getoption("ab_quick") else None)
+    known = {b.name for b in all_backends()}
+    unknown = want_b - known
+    if unknown:
+        raise pytest.UsageError(f"unknown backend(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    params = []
+    for b in all_backends():
+        if b.kind == "reference" or (want_b and b.name not in want_b):
+            continue  # complex step / fd are references, not adjoints: never timed
+        if fused_only and not b.fused:
+            continue
+        ok, reason = b.available()
+        if not ok:
+            params.append(pytest.param(Case(b.name, "cpu", "float64"), id=f"{b.name}-unavailable",
+                                       marks=pytest.mark.skip(reason=f"{b.name}: {reason}")))
+            continue
+        for device in b.devices():
+            if want_dev and device not in want_dev:
+                continue
+            for dtype in b.dtypes:
+                if want_dt is not None and dtype not in want_dt:
+                    continue
+                case = Case(b.name, device, dtype)
+                params.append(pytest.param(case, id=case.id))
+    return params
+
+
+# ---- the gate and the prepared callables (shared by the groups) -------------------------------
+
+@dataclass
+class Gated:
+    """A backend prepared on the paper problem and checked against complex step."""
+
+    case: Case
+    backend: Backend
+    problem: Lorenz63Problem
+    vg: Any
+    call_s: float  # rough per-call estimate, sizes the rounds
+    error: float
+    info: dict[str, Any]
+
+
+PROBLEM = Lorenz63Problem.paper(control="state")
+_GATED: dict[Case, Gated | str] = {}
+_FUSED: dict[Case, Callable | str] = {}
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def estimate(fn: Callable[[], Any], budget_s: float = 1.0, max_n: int = 20) -> float:
+    """Min wall time of fn over a few calls (after one warm-up), within about budget_s."""
+    t0 = time.perf_counter()
+    fn()
+    best = time.perf_counter() - t0
+    spent = best
+    for _ in range(max_n):
+        if spent > budget_s:
+            break
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best = min(best, dt)
+        spent += dt
+    return max(best, 1e-9)
+
+
+def gated(case: Case) -> Gated:
+    """Prepare + verify once per case; a failure is remembered and fails every group."""
+    if case not in _GATED:
+        from adjointbench.backends import backend
+
+        b = backend(case.backend)
+        try:
+            vg = b.prepare(PROBLEM, device=case.device, dtype=case.dtype)
+            res = verify.check_vg(case.backend, vg, PROBLEM, tolerance=GATE_TOLERANCE.get(case.dtype, 1e-3))
+        except Exception as e:  # noqa: BLE001 - a crashing backend fails its benchmarks, not the session
+            _GATED[case] = f"{case.id}: prepare/verify raised {type(e).__name__}: {' '.join(str(e).split())}"
+        else:
+            if not res.passed:
+                _GATED[case] = (f"{case.id}: gradient differs from complex step (grad error {res.grad_error:.3g}, "
+                                f"J error {res.J_error:.3g}, tolerance {res.tolerance:g}); not timed")
+            else:
+                u0 = PROBLEM.u0
+                _GATED[case] = Gated(
+                    case, b, PROBLEM, vg, estimate(lambda: vg(u0)), max(res.grad_error, res.J_error),
+                    {"backend_device": vg.device, "backend_dtype": vg.dtype, "backend_compile_s": vg.compile_s,
+                     **{f"info_{k}": _jsonable(v) for k, v in vg.info.items()}},
+                )
+    g = _GATED[case]
+    if isinstance(g, str):
+        pytest.fail(g, pytrace=False)
+    return g
+
+
+def fused_driver(g: Gated) -> Callable:
+    """The backend's fused Tbl. 3 driver, checked against the Python loop through the gated vg."""
+    case = g.case
+    if case not in _FUSED:
+        tol = GATE_TOLERANCE.get(case.dtype, 1e-3)
+        try:
+            run = g.backend.prepare_descent(PROBLEM, iterations=TBL3_ITERATIONS, step=TBL3_STEP,
+                                            device=case.device, dtype=case.dtype)
+            fused = run(PROBLEM.u0)
+            # slow backends: compare the first k iterates only (the descent is deterministic)
+            k = int(min(TBL3_ITERATIONS, max(3, 2.0 // g.call_s)))
+            ref = python_descent(g.vg, PROBLEM.u0, k, TBL3_STEP)
+            costs = np.asarray(fused.costs, dtype=np.float64)
+            err = float(np.max(np.abs(costs[:k] - ref.costs) / np.maximum(np.abs(ref.costs), 1e-300)))
+            if k == TBL3_ITERATIONS:
+                err = max(err, verify.relative_error(np.asarray(fused.u), ref.u))
+            if costs.shape != (TBL3_ITERATIONS,) or not err <= tol:
+                _FUSED[case] = f"{case.id}: fused driver differs from the Python loop (rel. error {err:.3g} > {tol:g}); not timed"
+            else:
+                _FUSED[case] = run
+        except Exception as e:  # noqa: BLE001
+            _FUSED[case] = f"{case.id}: fused driver raised {type(e).__name__}: {' '.join(str(e).split())}"
+    r = _FUSED[case]
+    if isinstance(r, str):
+        pytest.fail(r, pytrace=False)
+    return r
+
+
+def rounds_for(est_s: float, target_s: float, min_rounds: int, pol: Policy) -> tuple[int, int]:
+    """(rounds, calls per round) so that timed rounds last about target_s."""
+    per_round = max(1, math.ceil(pol.min_round_s / est_s))
+    rounds = int(min(pol.max_rounds, max(min_rounds, target_s // (est_s * per_round))))
+    return rounds, per_round
+
+
+def record(benchmark, g: Gated, group: str, driver: str, **extra: Any) -> None:
+    case = g.case
+    hw = report.machine_context_cached()
+    device_label = hw["cpu_label"] if case.device == "cpu" else (
+        g.info.get("info_device_name") or (hw["gpu"] if hw["gpu"] != "none" else case.device))
+    benchmark.extra_info.update({
+        "group": group, "backend": case.backend, "kind": g.backend.kind, "device": case.device,
+        "dtype": case.dtype, "driver": driver, "hardware": device_label, "gate_error": g.error,
+        "gate_tolerance": GATE_TOLERANCE.get(case.dtype, 1e-3), "statistic": "min", **g.info, **extra,
+    })
+
+
+def env_for_cold_start(tmp: str) -> dict[str, str]:
+    """Environment of a cold-start worker: every JIT cache pointed at an empty folder."""
+    env = dict(os.environ)
+    for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        env.pop(k, None)
+    env.update({
+        "NUMBA_CACHE_DIR": os.path.join(tmp, "numba"),
+        "TORCHINDUCTOR_CACHE_DIR": os.path.join(tmp, "inductor"),
+        "TRITON_CACHE_DIR": os.path.join(tmp, "triton"),
+        "CUDA_CACHE_PATH": os.path.join(tmp, "cuda"),
+        "XDG_CACHE_HOME": os.path.join(tmp, "xdg"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    return env

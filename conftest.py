@@ -1,0 +1,49 @@
+"""Root conftest: routes ``pytest --benchmark-only`` to bench/ and keeps bench/ out of test runs.
+
+``python -m pytest tests`` (and plain ``pytest``: testpaths = tests) never collects bench/;
+``pytest --benchmark-only`` from the root runs bench/ instead of tests/; ``pytest bench`` runs it
+explicitly.  The benchmark's own options live here because this file is loaded whichever way
+pytest is started, so they parse before bench/conftest.py is imported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent / "bench"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("adjointbench", "adjointbench benchmark (bench/)")
+    g.addoption("--ab-backend", action="append", default=[], metavar="NAME",
+                help="benchmark only this backend (repeatable; default: every available one)")
+    g.addoption("--ab-device", action="append", default=[], metavar="DEVICE",
+                help="benchmark only on this device, e.g. cpu, gpu, cuda, tpu (repeatable)")
+    g.addoption("--ab-dtype", action="append", default=[], metavar="DTYPE",
+                help="benchmark only this dtype (repeatable; default: float64, plus float32 in full runs)")
+    g.addoption("--ab-quick", action="store_true", default=False,
+                help="short run (CI, smoke checks): fewer rounds, long workloads truncated and scaled")
+
+
+def _benchmarking(config: pytest.Config) -> bool:
+    return bool(config.getoption("benchmark_only", default=False))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # testpaths = ["tests"] holds no benchmark; with --benchmark-only and no paths given, the
+    # benchmark suite is what was meant.
+    if _benchmarking(config) and config.args_source == pytest.Config.ArgsSource.TESTPATHS and BENCH.is_dir():
+        config.args[:] = [str(BENCH)]
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # `pytest .` or `pytest tests bench`-style globs must not start a 15-minute benchmark by
+    # accident: bench/ is collected only when named, or with --benchmark-only.
+    if collection_path.resolve() != BENCH or _benchmarking(config):
+        return None
+    named = [Path(a.split("::")[0]).resolve() for a in config.args]
+    if any(p == BENCH or BENCH in p.parents for p in named):
+        return None
+    return True

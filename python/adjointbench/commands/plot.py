@@ -1,0 +1,101 @@
+"""``adjointbench plot``: the Tbl. 3 table as figures (PNG) in results/figures/.
+
+``tbl3.png``: time of the 101-evaluation workload per backend x hardware, log scale, the
+paper's published rows hatched beside ours.  ``call_vs_compile.png``: per-call time against
+cold-start compile time, one point per backend x hardware (where to break even).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from .. import report
+
+NAME = "plot"
+HELP = "draw the Tbl. 3 table (log-scale bars) and per-call vs compile time as PNGs in results/figures/"
+ORDER = 62
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH", help="result files/folders (default: results/ of the checkout)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: results/figures/ of the checkout)")
+    p.add_argument("--stat", choices=report.STATS, default="min")
+    p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
+    p.add_argument("--all-runs", action="store_true", help="every run found (default: newest full run per machine)")
+
+
+def _label(row) -> str:
+    name = row.backend if row.source == "measured" else f"paper: {row.kind}"
+    drv = " (fused)" if row.driver == "fused" and row.source == "measured" else ""
+    dev = f" [{row.device}]" if row.device and row.device != "cpu" else ""
+    return f"{name}{drv}{dev} — {row.hardware}"
+
+
+def tbl3_figure(df, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = df[df["workload_s"].map(lambda v: isinstance(v, float) and math.isfinite(v) and v > 0)]
+    d = d.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(d) + 1.5))
+    colors = ["#bbbbbb" if s == "paper" else ("#1f77b4" if drv == "python" else "#ff7f0e")
+              for s, drv in zip(d["source"], d["driver"])]
+    bars = ax.barh(range(len(d)), d["workload_s"], color=colors)
+    for bar, s in zip(bars, d["source"]):
+        if s == "paper":
+            bar.set_hatch("//")
+    ax.set_yticks(range(len(d)), [_label(r) for r in d.itertuples()], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"time for the Tbl. 3 workload ({report.TBL3_ITERATIONS} value-and-gradient evaluations), s")
+    for i, v in enumerate(d["workload_s"]):
+        ax.text(v, i, " " + report.fmt_time(v), va="center", fontsize=6)
+    ax.set_title("Tbl. 3: blue = Python-driven loop, orange = fused driver, hatched grey = paper", fontsize=9)
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def call_compile_figure(df, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = df[(df["source"] == "measured") & df["call_us"].notna() & df["compile_s"].notna()]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for r in d.itertuples():
+        ax.scatter(r.call_us * 1e-6, r.compile_s, s=25)
+        ax.annotate(f"{r.backend} [{r.device}, {r.dtype}]", (r.call_us * 1e-6, r.compile_s), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("one value-and-gradient call, s")
+    ax.set_ylabel("cold start: prepare() + first call, s")
+    ax.set_title("per-call time vs compile time", fontsize=9)
+    ax.grid(which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from .bench import checkout_root
+
+    paths = args.paths
+    if not paths or not args.out:
+        root = checkout_root()
+        paths = paths or [str(p) for p in sorted((root / "results").iterdir())
+                          if p.is_dir() and p.name not in ("figures", "baseline")]
+    out = Path(args.out) if args.out else root / "results" / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    df = report.load(paths, stat=args.stat, paper=not args.no_paper, latest=not args.all_runs)
+    for f in (tbl3_figure(df, out / "tbl3.png"), call_compile_figure(df, out / "call_vs_compile.png")):
+        print(f)
+    return 0

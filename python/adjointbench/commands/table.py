@@ -1,0 +1,32 @@
+"""``adjointbench table``: result files (several machines merge) as the paper's Tbl. 3."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import report
+
+NAME = "table"
+HELP = "print result files/folders as the paper's Tbl. 3 (md, csv, latex, html), paper rows beside ours"
+ORDER = 61
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="result JSON files or folders (searched recursively)")
+    p.add_argument("--format", choices=report.FORMATS, default="md")
+    p.add_argument("--stat", choices=report.STATS, default="min", help="statistic over rounds (default: min)")
+    p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
+    p.add_argument("--all-runs", action="store_true",
+                   help="every run found (default: per machine, the newest full run, else the newest run)")
+    p.add_argument("--out", metavar="FILE", help="write the table to FILE instead of stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    df = report.load(args.paths, stat=args.stat, paper=not args.no_paper, latest=not args.all_runs)
+    text = report.format_table(df, args.format)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+    else:
+        print(text.rstrip("\n"))
+    return 0

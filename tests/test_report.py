@@ -1,0 +1,206 @@
+"""The report code (adjointbench.report, table/regress/bench commands) on synthetic result files.
+
+Result files are written here in pytest-benchmark's JSON layout with made-up times: the
+numbers test the arithmetic of the table and the regression verdicts, not any backend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from adjointbench import cli, report
+from adjointbench.commands.bench import place
+
+GRAD, TBL3, COMPILE = "gradient", "tbl3", "compile"
+
+
+def bench_entry(group, backend, t_min, *, driver="python", median=None, iterations=None, device="cpu",
+                dtype="float64", rounds=10, kind="hand adjoint", hardware="Test CPU (2 threads)"):
+    median = t_min * 1.05 if median is None else median
+    if iterations is None:
+        iterations = 101 if group == TBL3 else 1
+    return {
+        "group": group, "name": f"test_{group}[{backend}]", "fullname": f"bench/x.py::test_{group}[{backend}]",
+        "params": {}, "param": backend,
+        "extra_info": {"group": group, "backend": backend, "kind": kind, "device": device, "dtype": dtype,
+                       "driver": driver, "hardware": hardware, "iterations": iterations},
+        "stats": {"min": t_min, "max": 2 * median, "mean": median, "stddev": 0.1 * t_min, "median": median,
+                  "q1": t_min, "q3": median, "iqr": median - t_min, "rounds": rounds, "iterations": 1},
+    }
+
+
+def write_run(path: Path, entries, *, machine="box-a", mode="quick", when="2026-01-01T00:00:00"):
+    data = {
+        "machine_info": {"node": "n", "adjointbench": {"machine": machine, "cpu_label": f"{machine} CPU",
+                                                        "run": {"mode": mode}}},
+        "commit_info": {}, "datetime": when, "version": "5.0",
+        "benchmarks": entries,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def standard_run(path, scale=1.0, slow=None, **kw):
+    """numpy / fastb (python + fused) with times x scale; backends in ``slow`` get x their factor."""
+    slow = slow or {}
+    t = {"numpy": 4e-4, "fastb": 5e-6}
+    e = []
+    for b, v in t.items():
+        f = scale * slow.get(b, 1.0)
+        e += [bench_entry(GRAD, b, v * f), bench_entry(TBL3, b, 101 * v * f), bench_entry(COMPILE, b, 0.1 * f)]
+    e.append(bench_entry(TBL3, "fastb", 2e-4 * scale * slow.get("fastb", 1.0), driver="fused"))
+    return write_run(path, e, **kw)
+
+
+def test_load_tbl3_shape_values_and_ratio(tmp_path):
+    f = standard_run(tmp_path / "a.json")
+    df = report.load([f])
+    assert set(["backend", "hardware", "driver", "workload_s", "call_us", "compile_s", "ratio"]) <= set(df.columns)
+    ours = df[df["source"] == "measured"].set_index(["backend", "driver"])
+    assert ours.loc[("numpy", "python"), "workload_s"] == pytest.approx(101 * 4e-4)
+    assert ours.loc[("numpy", "python"), "call_us"] == pytest.approx(400.0)
+    assert ours.loc[("numpy", "python"), "compile_s"] == pytest.approx(0.1)
+    assert math.isnan(ours.loc[("fastb", "fused"), "call_us"])  # no per-call time inside a fused loop
+    # ratio: to the fastest row of the same run (fastb fused, 2e-4 s)
+    assert ours.loc[("fastb", "fused"), "ratio"] == pytest.approx(1.0)
+    assert ours.loc[("numpy", "python"), "ratio"] == pytest.approx(101 * 4e-4 / 2e-4)
+    assert (ours["hardware"] == "Test CPU (2 threads)").all()
+
+
+def test_paper_rows_are_labelled_and_complete(tmp_path):
+    df = report.load([standard_run(tmp_path / "a.json")])
+    paper = df[df["source"] == "paper"]
+    assert len(paper) == 14 and (paper["measured"].str.startswith("paper Tbl. 3")).all()
+    m1 = paper[paper["hardware"].str.startswith("M1")].set_index("kind")["workload_s"]
+    assert m1["hand-coded adjoint"] == pytest.approx(92.5e-3)
+    assert m1["JAX with JIT"] == pytest.approx(4.64) and m1["JAX without JIT"] == pytest.approx(263.0)
+    enz = paper[paper["backend"] == "enzyme"]["workload_s"].tolist()
+    assert enz == pytest.approx([918e-6, 279e-6])
+    assert report.load([standard_run(tmp_path / "b.json")], paper=False)["source"].eq("measured").all()
+
+
+def test_truncated_workload_is_scaled_and_says_so(tmp_path):
+    f = write_run(tmp_path / "t.json", [bench_entry(TBL3, "slowb", 2 * 2.5, iterations=2, rounds=1),
+                                        bench_entry(GRAD, "slowb", 2.5)])
+    row = report.load([f], paper=False).iloc[0]
+    assert row["workload_s"] == pytest.approx(101 * 2.5)
+    assert "scaled from 2/101" in row["measured"]
+
+
+def test_merging_machines_and_latest_run(tmp_path):
+    standard_run(tmp_path / "box-a" / "1.json", machine="box-a", when="2026-01-01T00:00:00")
+    standard_run(tmp_path / "box-a" / "2.json", machine="box-a", scale=2.0, when="2026-01-02T00:00:00")
+    standard_run(tmp_path / "box-b" / "1.json", machine="box-b", scale=0.5, mode="full")
+    (tmp_path / "notes.json").write_text('{"not": "a result"}')  # skipped inside a folder
+    all_runs = report.load_results([tmp_path])
+    assert set(all_runs["run"]) == {"box-a/1", "box-a/2", "box-b/1"}
+    latest = report.load([tmp_path], paper=False, latest=True)
+    numpy = latest[(latest["backend"] == "numpy")].set_index("machine")["workload_s"]
+    assert numpy["box-a"] == pytest.approx(2 * 101 * 4e-4)  # the newer run of box-a
+    assert numpy["box-b"] == pytest.approx(0.5 * 101 * 4e-4)
+    # ratios are taken within each run, so both machines' numpy rows have the same ratio
+    r = latest[latest["backend"] == "numpy"]["ratio"].tolist()
+    assert r[0] == pytest.approx(r[1])
+
+
+def test_regress_ignores_machine_speed_but_catches_relative_slowdown(tmp_path):
+    base = report.load_results([standard_run(tmp_path / "base.json")])
+    twice_as_slow_machine = report.load_results([standard_run(tmp_path / "c1.json", scale=2.0)])
+    v = report.regress(base, twice_as_slow_machine, reference="numpy", threshold=0.25)
+    assert set(v["verdict"]) == {"ok", "reference"}
+    fastb_slower = report.load_results([standard_run(tmp_path / "c2.json", slow={"fastb": 2.0})])
+    v = report.regress(base, fastb_slower, reference="numpy", threshold=0.25)
+    bad = v[v["verdict"] == "REGRESSED"]
+    assert set(bad["backend"]) == {"fastb"} and len(bad) == 3  # gradient, tbl3 python, tbl3 fused
+    fastb_faster = report.load_results([standard_run(tmp_path / "c3.json", slow={"fastb": 0.5})])
+    v = report.regress(base, fastb_faster, reference="numpy", threshold=0.25)
+    assert set(v[v["backend"] == "fastb"]["verdict"]) == {"improved"}
+
+
+def test_regress_jitter_gives_noisy_rows_room(tmp_path):
+    base = report.load_results([standard_run(tmp_path / "base.json")])
+    e = [bench_entry(GRAD, "numpy", 4e-4), bench_entry(GRAD, "fastb", 7e-6, median=14e-6)]  # +40%, very noisy
+    cur = report.load_results([write_run(tmp_path / "c.json", e)])
+    noisy = report.regress(base, cur, reference="numpy", threshold=0.25, groups=[GRAD])
+    assert noisy.set_index("backend").loc["fastb", "verdict"] == "ok"
+    strict = report.regress(base, cur, reference="numpy", threshold=0.25, jitter_weight=0.0, groups=[GRAD])
+    assert strict.set_index("backend").loc["fastb", "verdict"] == "REGRESSED"
+
+
+def test_regress_cli_exit_status(tmp_path, capsys):
+    base = standard_run(tmp_path / "base.json")
+    same = standard_run(tmp_path / "same.json", scale=1.5)
+    worse = standard_run(tmp_path / "worse.json", slow={"fastb": 3.0})
+    assert cli.main(["regress", "--baseline", str(base), "--current", str(same)]) == 0
+    assert cli.main(["regress", "--baseline", str(base), "--current", str(worse)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSED" in out and "fastb" in out
+    assert cli.main(["regress", "--baseline", str(base), "--current", str(same), "--reference", "nope"]) == 2
+    assert "reference backend 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "latex", "html"])
+def test_table_cli_formats(tmp_path, capsys, fmt):
+    f = standard_run(tmp_path / "a.json")
+    assert cli.main(["table", str(f), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "numpy" in out and "Colab A100" in out
+    if fmt == "csv":
+        from io import StringIO
+
+        df = pd.read_csv(StringIO(out))
+        assert {"backend", "hardware", "driver", "workload_s", "call_us", "compile_s"} <= set(df.columns)
+
+
+def test_table_cli_bad_input(tmp_path, capsys):
+    assert cli.main(["table", str(tmp_path / "missing.json")]) == 2
+    bad = tmp_path / "x.json"
+    bad.write_text('{"a": 1}')
+    assert cli.main(["table", str(bad)]) == 2
+    bad.write_text("not json")
+    assert cli.main(["table", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 3
+
+
+def test_place_never_overwrites(tmp_path):
+    names = []
+    for i in range(3):
+        tmp = tmp_path / f".partial-{i}"
+        tmp.write_text(str(i))
+        names.append(place(tmp, tmp_path, "run"))
+    assert [p.name for p in names] == ["run.json", "run-1.json", "run-2.json"]
+    assert [p.read_text() for p in names] == ["0", "1", "2"]
+    assert not list(tmp_path.glob(".partial-*"))
+
+
+def test_bench_quick_numpy_end_to_end(tmp_path, capsys):
+    """`adjointbench bench --quick --backend numpy --out DIR`, then `table DIR --format csv`."""
+    pytest.importorskip("pytest_benchmark")
+    out = tmp_path / "res"
+    assert cli.main(["bench", "--quick", "--backend", "numpy", "--out", str(out)]) == 0
+    files = list(out.glob("*.json"))
+    assert len(files) == 1 and "_quick_" in files[0].name
+    capsys.readouterr()
+    assert cli.main(["table", str(out), "--format", "csv", "--no-paper"]) == 0
+    from io import StringIO
+
+    df = pd.read_csv(StringIO(capsys.readouterr().out))
+    row = df[(df["backend"] == "numpy") & (df["driver"] == "python")].iloc[0]
+    for col in ("workload_s", "call_us", "compile_s"):
+        assert math.isfinite(row[col]) and row[col] > 0
+    info = json.loads(files[0].read_text())["machine_info"]["adjointbench"]
+    assert {"cpu_model", "cpu_threads_usable", "gpu", "compiler", "versions"} <= set(info)
+    assert {"python", "numpy", "numba", "Cython", "jax", "jaxlib", "enzyme-ad", "torch"} <= set(info["versions"])
+
+
+def test_bench_rejects_unknown_backend(capsys):
+    assert cli.main(["bench", "--quick", "--backend", "no-such-backend"]) == 2
+    assert "unknown backend" in capsys.readouterr().err
