@@ -1,0 +1,233 @@
+"""Backend ``enzyme``: the Enzyme-differentiated C++ kernel, its IR fix-ups and its shipped IR.
+
+What tests/test_backends.py checks for every backend is not repeated; here: many random
+problems on one build (sizes are run-time values), observations at both ends of the window,
+size checks in front of native code, the fused driver bit for bit, the IR fix-up function,
+and that kernels/generated/ is what enzyme-ad makes of kernels/lorenz63_enzyme.cpp.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import adjointbench as ab
+from adjointbench import verify
+from adjointbench.backends import python_descent
+from adjointbench.testing import random_problem
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "build_tools"))
+
+import enzyme_ir  # noqa: E402
+import regenerate_enzyme_ir as regen  # noqa: E402
+
+BACKEND = ab.backend("enzyme")
+needs_enzyme = pytest.mark.skipif(not BACKEND.available()[0], reason=BACKEND.available()[1])
+needs_llvmlite = pytest.mark.skipif(importlib.util.find_spec("llvmlite") is None, reason="llvmlite not installed")
+needs_enzyme_ad = pytest.mark.skipif(importlib.util.find_spec("enzyme_ad") is None, reason="enzyme-ad not installed")
+
+
+def assert_matches_complex_step(vg, problem, u=None):
+    u = problem.u0 if u is None else u
+    J_ref, g_ref = verify.reference(problem, u)
+    J, g = vg(u)
+    assert isinstance(J, float) and g.dtype == np.float64 and g.shape == (problem.n_control,)
+    assert abs(J - J_ref) <= verify.TOLERANCE * abs(J_ref)
+    assert verify.relative_error(g, g_ref) <= verify.TOLERANCE
+
+
+# ---- gradient --------------------------------------------------------------------------
+@needs_enzyme
+@pytest.mark.parametrize("control", ["state", "state+params"])
+def test_random_problems_on_one_build(rng, control):
+    problems = [random_problem(rng, control) for _ in range(12)]
+    vgs = [BACKEND.prepare(p) for p in problems]
+    for p, vg in zip(problems, vgs):
+        assert_matches_complex_step(vg, p)
+    # interleaved repeated calls at other points: each prepared kernel keeps its own buffers
+    for p, vg in reversed(list(zip(problems, vgs))):
+        u = p.u0 * rng.uniform(0.95, 1.05, p.n_control)
+        assert_matches_complex_step(vg, p, u)
+        assert_matches_complex_step(vg, p, u)
+
+
+@needs_enzyme
+@pytest.mark.parametrize("control", ["state", "state+params"])
+@pytest.mark.parametrize("where", ["0", "last", "0 and last", "0 only"])
+def test_observations_at_the_ends_of_the_window(rng, control, where):
+    base = random_problem(rng, control)
+    n = max(base.nsteps, 2)
+    steps = {"0": [0, n // 2], "last": [n // 2, n], "0 and last": [0, n], "0 only": [0]}[where]
+    problem = base.with_(nsteps=n, obs_steps=steps, obs_values=rng.normal(0, 5, (len(steps), 3)))
+    vg = BACKEND.prepare(problem)
+    assert_matches_complex_step(vg, problem)
+    if where == "0 only":  # J = |x0 - wo_0|^2 / 2 does not depend on the parameters
+        J, g = vg(problem.u0)
+        np.testing.assert_array_equal(g[:3], problem.u0[:3] - problem.obs_values[0])
+        assert not np.any(g[3:])
+
+
+@needs_enzyme
+def test_paper_problem_both_controls():
+    for control in ("state", "state+params"):
+        p = ab.Lorenz63Problem.paper(control)
+        assert_matches_complex_step(BACKEND.prepare(p), p)
+
+
+# ---- sizes are checked before native code ----------------------------------------------
+@needs_enzyme
+@pytest.mark.parametrize("bad", [np.zeros(2), np.zeros(6), np.zeros((3, 1)), [1.0, np.nan, 2.0], [1.0, 2.0, np.inf], ["a", "b", "c"], np.zeros(3, complex)])
+def test_bad_control_is_a_value_error(bad):
+    vg = BACKEND.prepare(ab.Lorenz63Problem.paper())
+    with pytest.raises(ValueError):
+        vg(bad)
+    run = BACKEND.prepare_descent(ab.Lorenz63Problem.paper())
+    with pytest.raises(ValueError):
+        run(bad)
+
+
+@needs_enzyme
+def test_native_wrapper_checks_its_sizes():
+    from adjointbench._enzyme import Lorenz63Enzyme
+
+    obs = np.zeros((2, 3))
+    good = dict(dt=0.01, params=[10.0, 28.0, 8 / 3], steps=[1, 5], obs=obs, n_control=3)
+    for change in (
+        {"n_control": 4}, {"dt": 0.0}, {"dt": np.nan}, {"params": [1.0, 2.0]}, {"steps": [5, 1]},
+        {"steps": [1, 1]}, {"steps": [-1, 5]}, {"steps": []}, {"steps": [1, 2**31]}, {"steps": [0.5, 1.0]},
+        {"obs": np.zeros((3, 3))}, {"obs": np.full((2, 3), np.nan)},
+    ):
+        with pytest.raises(ValueError):
+            Lorenz63Enzyme(**{**good, **change})
+    k = Lorenz63Enzyme(**good)
+    with pytest.raises(ValueError):
+        k.vg(np.zeros(6))
+    with pytest.raises(ValueError):
+        k.descent(np.zeros(3), 1e-3, np.zeros(0))
+    with pytest.raises(ValueError):
+        k.descent(np.zeros(3), np.inf, np.zeros(4))
+
+
+# ---- fused driver ----------------------------------------------------------------------
+@needs_enzyme
+@pytest.mark.parametrize("control", ["state", "state+params"])
+def test_fused_descent_is_the_python_loop_bit_for_bit(rng, control):
+    p = ab.Lorenz63Problem.paper(control) if control == "state" else random_problem(rng, control)
+    step = 5e-4 if control == "state" else 1e-6
+    run = BACKEND.prepare_descent(p, iterations=101, step=step)
+    fused = run(p.u0)
+    ref = python_descent(BACKEND.prepare(p), p.u0, iterations=101, step=step)
+    np.testing.assert_array_equal(fused.costs, ref.costs)
+    np.testing.assert_array_equal(fused.u, ref.u)
+    again = run(p.u0)  # buffers reused: the same result
+    np.testing.assert_array_equal(again.costs, fused.costs)
+    if control == "state":
+        assert fused.costs[-1] < fused.costs[0]
+
+
+def test_unavailable_backend_says_why(monkeypatch):
+    from adjointbench.backends import enzyme_aot
+
+    monkeypatch.setattr(enzyme_aot.native, "load", lambda name: (None, f"native extension adjointbench.{name} is not built (because)"))
+    ok, reason = BACKEND.available()
+    assert not ok and "because" in reason
+    with pytest.raises(ValueError, match="unavailable"):
+        BACKEND.prepare(ab.Lorenz63Problem.paper())
+
+
+# ---- IR fix-ups ------------------------------------------------------------------------
+MODULE = """target triple = "x86_64-unknown-linux-gnu"
+
+define void @entry(ptr %p) #0 {
+  store double 1.0, ptr %p, align 8, !alias.scope !3, !noalias !5
+  ret void
+}
+
+attributes #0 = { nounwind MEMORY }
+
+!0 = distinct !{!0, DOMAIN_FLAG!"diffe_cost"}
+!1 = distinct !{!1, !0, !"primal"}
+!2 = distinct !{!2, !0, !"shadow"}
+!3 = !{!1}
+!5 = !{!2}
+"""
+
+
+def module(memory="memory(argmem: write)", flag=""):
+    return MODULE.replace("MEMORY", memory).replace("DOMAIN_FLAG", flag)
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ("memory(readwrite, target_mem: none)", "memory(readwrite)"),
+        ("memory(argmem: write, target_mem: none)", "memory(argmem: write)"),
+        ("memory(target_mem: none, argmem: read)", "memory(argmem: read)"),
+        ("memory(target_mem: none)", "memory(none)"),
+        ("memory(readwrite, inaccessiblemem: none, target_mem: none)", "memory(readwrite, inaccessiblemem: none)"),
+        ("memory(argmem: read)", "memory(argmem: read)"),
+    ],
+)
+def test_fix_up_drops_target_mem_none(before, after):
+    assert enzyme_ir.fix_up(f"attributes #0 = {{ nounwind {before} }}") == f"attributes #0 = {{ nounwind {after} }}"
+
+
+def test_fix_up_refuses_target_mem_access():
+    with pytest.raises(enzyme_ir.UnsupportedIR, match="target_mem: read"):
+        enzyme_ir.fix_up(module("memory(none, target_mem: read)"))
+
+
+def test_fix_up_drops_the_domain_flag():
+    fixed = enzyme_ir.fix_up('!13 = distinct !{!13, i1 false, !"diffe_cost"}\n!14 = distinct !{!14, !13, !"primal"}')
+    assert fixed == '!13 = distinct !{!13, !"diffe_cost"}\n!14 = distinct !{!14, !13, !"primal"}'
+    with pytest.raises(enzyme_ir.UnsupportedIR, match="i1 true"):
+        enzyme_ir.fix_up('!13 = distinct !{!13, i1 true, !"diffe_cost"}')
+
+
+@needs_llvmlite
+def test_fixed_module_parses_and_verifies():
+    enzyme_ir.parse(module("memory(readwrite, target_mem: none)", "i1 false, "))
+    enzyme_ir.parse(module())  # nothing to fix
+
+
+@needs_llvmlite
+@pytest.mark.parametrize(
+    "memory, flag, named",
+    [
+        ("memory(readwrite, gpu_mem: none)", "", "gpu_mem"),  # a location LLVM 22 does not know
+        ("memory(argmem: write) frobnicate", "", "frobnicate"),  # an unknown attribute
+        ("memory(argmem: write)", "i32 7, ", "domain must have one or two operands"),  # verifier
+    ],
+)
+def test_unknown_construct_fails_loudly_naming_it(memory, flag, named):
+    with pytest.raises(enzyme_ir.UnsupportedIR, match=named):
+        enzyme_ir.parse(module(memory, flag))
+
+
+# ---- shipped IR ------------------------------------------------------------------------
+def test_shipped_ir_was_generated_from_this_source():
+    digest = regen.source_digest(regen.SOURCE.read_text())
+    for front_door in regen.FRONT_DOORS:
+        text = regen.ir_path(front_door).read_text()
+        assert regen.shipped_digest(text) == digest, "run build_tools/regenerate_enzyme_ir.py"
+
+
+@needs_llvmlite
+def test_shipped_ir_builds_an_object(tmp_path):
+    modules = [(fd, regen.ir_path(fd).read_text(), sym) for fd, sym in regen.FRONT_DOORS.items()]
+    enzyme_ir.emit_object(modules, str(tmp_path / "k.o"))
+    assert (tmp_path / "k.o").read_bytes()[:4] == b"\x7fELF"
+
+
+@needs_enzyme_ad
+@needs_llvmlite
+def test_shipped_ir_equals_a_fresh_regeneration():
+    # enzyme-ad numbers metadata differently on each run; LLVM's re-printing (canonical)
+    # renumbers it in order of use, so equal canonical text means the same module.
+    source = regen.SOURCE.read_text()
+    for front_door in regen.FRONT_DOORS:
+        fresh = regen.generate(front_door, source)
+        assert regen.canonical(regen.ir_path(front_door).read_text()) == regen.canonical(fresh)
