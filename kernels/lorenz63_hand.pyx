@@ -1,0 +1,224 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The hand-written adjoint of paper List 1 in Cython (backend ``cython``).
+
+The kernels mirror ``adjointbench/model.py`` (List 1) and ``adjointbench/hand_adjoint.py``
+(List 2, in its order) line by line, so that the three versions give the same numbers: the
+trajectory is integrated only to the last observation step, J and dJ/dw are taken there, and
+the backward sweep adds the innovation when it reaches an observed step (eq. 18, first term)
+and accumulates the parameter adjoints (eq. 19).  Unlike the Python source the Lagrange
+multipliers are kept in three scalars, not stored for every step: only v_0 is needed for the
+gradient.
+
+Everything the time loops touch is allocated once, when a ``HandAdjoint`` is built for a
+problem (in the backend's ``prepare``); the loops run without the GIL and without Python
+objects.  Sizes are checked at the Python boundary, before any loop runs: a control vector
+or observation array of the wrong size is a ValueError, never an out-of-bounds access.
+"""
+
+from cpython.buffer cimport (
+    PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_CheckBuffer,
+    PyObject_GetBuffer,
+)
+from libc.math cimport isfinite
+from libc.string cimport memcpy, strcmp
+
+import numpy as np
+
+
+cdef void forward(double[::1] w, double sigma, double r, double beta, double dt,
+                  Py_ssize_t nlast) noexcept nogil:
+    """List 1 in place on the trajectory stored flat, w[3n:3n+3] = w_n (model.forward)."""
+    cdef Py_ssize_t n
+    cdef double x, y, z
+    for n in range(nlast):
+        x = w[3 * n]
+        y = w[3 * n + 1]
+        z = w[3 * n + 2]
+        w[3 * n + 3] = x + dt * sigma * (-x + y)
+        w[3 * n + 4] = y + dt * (-x * z + r * x - y)
+        w[3 * n + 5] = z + dt * (x * y - beta * z)
+
+
+cdef double value_and_grad(double[::1] w, const long long[::1] steps, const double[:, ::1] obs,
+                           double[:, ::1] d, double x0, double y0, double z0, double sigma,
+                           double r, double beta, double dt, double* grad) noexcept nogil:
+    """J and dJ/d(x0, y0, z0, sigma, r, beta) into grad[0:6] (hand_adjoint.value_and_grad)."""
+    cdef Py_ssize_t nobs = steps.shape[0]
+    cdef Py_ssize_t nlast = steps[nobs - 1]
+    cdef Py_ssize_t n, k, i
+    cdef double J = 0.0, e, x, y, z
+    cdef double ax = 0.0, ay = 0.0, az = 0.0, as_ = 0.0, ar = 0.0, ab = 0.0, bx, by, bz
+    w[0] = x0
+    w[1] = y0
+    w[2] = z0
+    forward(w, sigma, r, beta, dt, nlast)
+    for k in range(nobs):
+        for i in range(3):
+            e = w[3 * steps[k] + i] - obs[k, i]
+            d[k, i] = e  # dJ/dw_{s_k}
+            J += 0.5 * e * e
+    k = nobs - 1
+    n = nlast
+    while True:  # List 2, the time loop reversed
+        if k >= 0 and steps[k] == n:  # eq. (18), first term
+            ax += d[k, 0]
+            ay += d[k, 1]
+            az += d[k, 2]
+            k -= 1
+        if n == 0:
+            break
+        x = w[3 * n - 3]
+        y = w[3 * n - 2]
+        z = w[3 * n - 1]
+        ab = ab - dt * z * az
+        bz = (1.0 - dt * beta) * az
+        by = dt * x * az
+        bx = dt * y * az
+        ar = ar + dt * x * ay
+        bz = bz - dt * x * ay
+        by = by + (1.0 - dt) * ay
+        bx = bx + dt * (-z + r) * ay
+        as_ = as_ + dt * (-x + y) * ax
+        by = by + sigma * dt * ax
+        bx = bx + (1.0 - sigma * dt) * ax
+        ax = bx
+        ay = by
+        az = bz
+        n -= 1
+    grad[0] = ax
+    grad[1] = ay
+    grad[2] = az
+    grad[3] = as_
+    grad[4] = ar
+    grad[5] = ab
+    return J
+
+
+cdef bint read_doubles(object u, Py_ssize_t n, double* out) except -1:
+    """Copy u into out if it exposes exactly n contiguous native doubles; else return False.
+
+    The buffer protocol is the fast path (no NumPy call); anything else is left to the
+    problem's own validation, which converts or raises ValueError.
+    """
+    cdef Py_buffer view
+    cdef bint ok
+    if not PyObject_CheckBuffer(u):
+        return False
+    try:
+        PyObject_GetBuffer(u, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS)
+    except Exception:  # e.g. a strided array: not an error yet, the slow path decides
+        return False
+    ok = (view.ndim == 1 and view.shape[0] == n and view.itemsize == 8
+          and view.format != NULL and strcmp(view.format, b"d") == 0)
+    if ok:
+        memcpy(out, view.buf, n * sizeof(double))
+    PyBuffer_Release(&view)
+    return ok
+
+
+cdef object new_vector(object empty, const double* src, Py_ssize_t n):
+    """A fresh float64 ndarray holding src[0:n]."""
+    cdef Py_buffer view
+    out = empty(n)
+    PyObject_GetBuffer(out, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
+    memcpy(view.buf, src, n * sizeof(double))
+    PyBuffer_Release(&view)
+    return out
+
+
+cdef class HandAdjoint:
+    """The hand adjoint for one problem, with its work arrays allocated once.
+
+    HandAdjoint(dt, steps, obs, params, n_control, check): steps (K,) strictly increasing
+    integers >= 0, obs (K, 3), params (sigma, r, beta) used when n_control == 3, and
+    ``check(u)`` the problem's validation (returns a float64 vector of length n_control or
+    raises ValueError), called only for inputs the fast path does not accept.
+    """
+
+    cdef double[::1] w
+    cdef double[:, ::1] d
+    cdef const long long[::1] steps
+    cdef const double[:, ::1] obs
+    cdef double sigma, r, beta, dt
+    cdef Py_ssize_t n
+    cdef object check
+    cdef object empty
+
+    def __init__(self, double dt, steps, obs, params, Py_ssize_t n_control, check):
+        cdef Py_ssize_t k
+        steps_arr = np.ascontiguousarray(steps, dtype=np.int64)
+        obs_arr = np.ascontiguousarray(obs, dtype=np.float64)
+        p = np.asarray(params, dtype=np.float64)
+        if steps_arr.ndim != 1 or steps_arr.shape[0] < 1:
+            raise ValueError(f"observation steps must be a non-empty 1-D array, got shape {steps_arr.shape}")
+        if obs_arr.shape != (steps_arr.shape[0], 3):
+            raise ValueError(f"observation values must have shape ({steps_arr.shape[0]}, 3), got {obs_arr.shape}")
+        if steps_arr[0] < 0 or np.any(np.diff(steps_arr) <= 0):
+            raise ValueError("observation steps must be strictly increasing and >= 0")
+        if p.shape != (3,):
+            raise ValueError(f"params must be (sigma, r, beta), got shape {p.shape}")
+        if n_control not in (3, 6):
+            raise ValueError(f"n_control must be 3 or 6, got {n_control}")
+        if not (np.isfinite(dt) and np.all(np.isfinite(obs_arr)) and np.all(np.isfinite(p))):
+            raise ValueError("dt, observation values and params must be finite")
+        if not callable(check):
+            raise ValueError("check must be callable")
+        self.steps = steps_arr
+        self.obs = obs_arr
+        self.w = np.empty(3 * (steps_arr[steps_arr.shape[0] - 1] + 1))
+        self.d = np.empty((steps_arr.shape[0], 3))
+        self.sigma, self.r, self.beta = p
+        self.dt = dt
+        self.n = n_control
+        self.check = check
+        self.empty = np.empty
+
+    cdef int read_control(self, object u, double* c) except -1:
+        """c[0:6] = the full control (the fixed parameters appended for control 'state')."""
+        cdef Py_ssize_t i
+        if not read_doubles(u, self.n, c):
+            if not read_doubles(self.check(u), self.n, c):
+                raise ValueError(f"control vector must be a float64 vector of length {self.n}")
+        for i in range(self.n):
+            if not isfinite(c[i]):
+                raise ValueError("control vector must be finite")
+        if self.n == 3:
+            c[3] = self.sigma
+            c[4] = self.r
+            c[5] = self.beta
+        return 0
+
+    cpdef tuple value_and_grad(self, object u):
+        """(J, grad) at control u: grad a new float64 array of length n_control."""
+        cdef double c[6]
+        cdef double g[6]
+        cdef double J
+        self.read_control(u, c)
+        with nogil:
+            J = value_and_grad(self.w, self.steps, self.obs, self.d, c[0], c[1], c[2], c[3], c[4], c[5],
+                               self.dt, g)
+        return J, new_vector(self.empty, g, self.n)
+
+    cpdef tuple descent(self, object u0, Py_ssize_t iterations, double step):
+        """The Tbl. 3 loop compiled: u <- u - step * grad, ``iterations`` evaluations.
+
+        Returns (final control, cost at each evaluated iterate), the iterates of
+        ``python_descent`` with this object's value_and_grad.
+        """
+        cdef double c[6]
+        cdef double g[6]
+        cdef Py_ssize_t i, j
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        if not isfinite(step):
+            raise ValueError(f"step must be finite, got {step}")
+        self.read_control(u0, c)
+        costs = np.empty(iterations)
+        cdef double[::1] cv = costs
+        with nogil:
+            for i in range(iterations):
+                cv[i] = value_and_grad(self.w, self.steps, self.obs, self.d, c[0], c[1], c[2], c[3], c[4],
+                                       c[5], self.dt, g)
+                for j in range(self.n):
+                    c[j] = c[j] - step * g[j]
+        return new_vector(self.empty, c, self.n), costs

@@ -1,0 +1,149 @@
+"""The yardstick for compiled backends: a plain C hand adjoint compiled with ``gcc -O3``.
+
+Issue 3 sets its targets relative to this program ("within 2x of a plain C hand adjoint",
+"fused workload within 1.3x of that C loop"), so it is compiled and timed in the same process
+as the backend it is compared with: timings on a shared machine are only comparable as
+ratios taken side by side.  The C source (``kernels/c_reference/lorenz63_adjoint.c``) is
+paper List 1 and List 3 with the conventions of ``hand_adjoint.py``; it times itself in C, so
+its numbers contain no Python overhead at all.
+
+    >>> from adjointbench import c_reference
+    >>> m = c_reference.measure()          # the paper problem, control "state"
+    >>> m["call_s"], m["workload_s"]       # seconds per gradient, per Tbl. 3 workload
+
+``python -m adjointbench.c_reference`` prints the timings and checks the C gradient against
+the complex-step reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .backends.base import TBL3_ITERATIONS, TBL3_STEP
+from .problem import PARAM_NAMES, Lorenz63Problem
+
+SOURCE_NAME = "lorenz63_adjoint.c"
+DEFAULT_FLAGS: tuple[str, ...] = ("-O3",)
+
+
+class CReferenceUnavailable(RuntimeError):
+    """No C compiler or no C source here; the message says which."""
+
+
+def source_path() -> Path:
+    """The C source, found in the source checkout (it is not installed with the package)."""
+    path = Path(__file__).resolve().parents[2] / "kernels" / "c_reference" / SOURCE_NAME
+    if not path.is_file():
+        raise CReferenceUnavailable(f"C reference source not found at {path} (needs a source checkout of adjointbench)")
+    return path
+
+
+def available(compiler: str = "gcc") -> tuple[bool, str]:
+    if shutil.which(compiler) is None:
+        return False, f"C compiler {compiler!r} not found on PATH"
+    try:
+        source_path()
+    except CReferenceUnavailable as e:
+        return False, str(e)
+    return True, ""
+
+
+@functools.lru_cache(maxsize=None)
+def build(flags: tuple[str, ...] = DEFAULT_FLAGS, compiler: str = "gcc") -> Path:
+    """Compile the C reference once per (flags, compiler) per process; return the executable."""
+    ok, reason = available(compiler)
+    if not ok:
+        raise CReferenceUnavailable(reason)
+    exe = Path(tempfile.mkdtemp(prefix="adjointbench-cref-")) / "lorenz63_adjoint"
+    cmd = [compiler, *flags, "-o", str(exe), str(source_path()), "-lm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CReferenceUnavailable(f"{' '.join(cmd)} failed: {' '.join(proc.stderr.split())[:400]}")
+    return exe
+
+
+def _input(problem: Lorenz63Problem, u: np.ndarray, repeats: int, batch: int, iterations: int, step: float) -> str:
+    full = np.concatenate([u[:3], u[3:] if problem.n_control == 6 else [problem.params[k] for k in PARAM_NAMES]])
+    lines = [
+        f"{problem.dt!r} {problem.n_control} {len(problem.obs_steps)} {repeats} {batch} {iterations} {step!r}",
+        " ".join(repr(float(x)) for x in full),
+    ]
+    lines += [f"{int(s)} " + " ".join(repr(float(x)) for x in row) for s, row in zip(problem.obs_steps, problem.obs_values)]
+    return "\n".join(lines) + "\n"
+
+
+def measure(
+    problem: Lorenz63Problem | None = None, u: Sequence[float] | None = None, *, repeats: int = 200,
+    batch: int = 50, iterations: int = TBL3_ITERATIONS, step: float = TBL3_STEP,
+    flags: Sequence[str] = DEFAULT_FLAGS, compiler: str = "gcc",
+) -> dict[str, Any]:
+    """Run the C reference on ``problem`` (default: the paper's, control ``state``) at u (default u0).
+
+    Returns J, grad (float64 array), ``call_s`` (seconds per gradient: min over ``repeats``
+    batches of ``batch`` back-to-back calls), ``workload_s`` (the fused steepest descent of
+    ``iterations`` evaluations: min over ``repeats``), the descent's final control
+    ``descent_u`` and cost history ``descent_costs``, and the compiler and flags used.
+    Raises CReferenceUnavailable without a compiler, ValueError for bad arguments.
+    """
+    problem = Lorenz63Problem.paper() if problem is None else problem
+    if not isinstance(problem, Lorenz63Problem):
+        raise ValueError(f"measure() needs a Lorenz63Problem, got {type(problem).__name__}")
+    u = problem.u0 if u is None else problem.check_control(u)
+    for name, value in (("repeats", repeats), ("batch", batch), ("iterations", iterations)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not np.isfinite(step):
+        raise ValueError(f"step must be finite, got {step!r}")
+    flags = tuple(flags)
+    exe = build(flags, compiler)
+    proc = subprocess.run(
+        [str(exe)], input=_input(problem, u, repeats, batch, iterations, float(step)), capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"C reference failed: {proc.stderr.strip()}")
+    out = json.loads(proc.stdout)
+    out["grad"] = np.array(out["grad"], dtype=np.float64)
+    out["descent_u"] = np.array(out["descent_u"], dtype=np.float64)
+    out["descent_costs"] = np.array(out["descent_costs"], dtype=np.float64)
+    out["flags"] = " ".join(flags)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from . import verify
+
+    ap = argparse.ArgumentParser(prog="python -m adjointbench.c_reference", description=__doc__.split("\n")[0])
+    ap.add_argument("--control", default="state", choices=["state", "state+params"])
+    ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--flags", default=" ".join(DEFAULT_FLAGS), help="compiler flags (default: %(default)s)")
+    args = ap.parse_args(argv)
+    problem = Lorenz63Problem.paper(args.control)
+    try:
+        m = measure(problem, repeats=args.repeats, flags=args.flags.split())
+    except CReferenceUnavailable as e:
+        print(f"C reference unavailable: {e}", file=sys.stderr)
+        return 2
+    J_ref, g_ref = verify.reference(problem)
+    err = verify.relative_error(m["grad"], g_ref)
+    print(f"C reference ({m['compiler']}, {m['flags']}), paper problem, control {problem.control}")
+    print(f"J = {m['J']!r} (complex-step reference {J_ref!r})")
+    for name, g in zip(problem.names, m["grad"].tolist()):
+        print(f"dJ/d{name:<6}= {g!r}")
+    print(f"gradient vs complex step: relative error {err:.2e} ({'pass' if err <= verify.TOLERANCE else 'FAIL'})")
+    print(f"per gradient:  {m['call_s'] * 1e6:.3f} us (min over {args.repeats} batches)")
+    print(f"Tbl. 3 workload ({TBL3_ITERATIONS} evaluations): {m['workload_s'] * 1e6:.1f} us (min over {args.repeats})")
+    return 0 if err <= verify.TOLERANCE else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
