@@ -12,7 +12,8 @@ its numbers contain no Python overhead at all.
     >>> m["call_s"], m["workload_s"]       # seconds per gradient, per Tbl. 3 workload
 
 ``python -m adjointbench.c_reference`` prints the timings and checks the C gradient against
-the complex-step reference.
+the complex-step reference; ``--backend numba --backend cython`` also times those backends
+beside it (``compare``) and prints the ratios.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import timeit
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -119,13 +121,72 @@ def measure(
     return out
 
 
+def _min_batch_s(fn: Callable[[], Any], repeats: int, batch: int) -> float:
+    """Seconds per call: min over ``repeats`` of the mean over ``batch`` back-to-back calls."""
+    return min(timeit.repeat(fn, number=batch, repeat=repeats)) / batch
+
+
+def compare(
+    names: Sequence[str], problem: Lorenz63Problem | None = None, *, rounds: int = 5, repeats: int = 100,
+    batch: int = 50, flags: Sequence[str] = DEFAULT_FLAGS,
+) -> dict[str, Any]:
+    """Time backends against the C reference side by side, in this process.
+
+    Per ``vg`` call (Python overhead included) and per Tbl. 3 workload (the backend's fused
+    driver, or python_descent when it has none), each the min over ``rounds`` interleaved
+    rounds of the C-style measure (min over ``repeats`` batches): on a shared machine only
+    minima taken close together are comparable.  Returns {"c": {...}, "backends": {name: {...}}}
+    with seconds and ratios to C.
+    """
+    from .backends import backend, python_descent
+
+    problem = Lorenz63Problem.paper() if problem is None else problem
+    runs: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {}
+    for name in names:
+        b = backend(name)
+        vg = b.prepare(problem)
+        u0 = problem.u0
+        if b.fused:
+            run = b.prepare_descent(problem)
+            workload = functools.partial(run, u0)
+        else:
+            workload = functools.partial(python_descent, vg, u0)
+        runs[name] = (functools.partial(vg, u0), workload)
+        workload()  # warm caches once
+    best: dict[str, list[float]] = {k: [np.inf, np.inf] for k in ["c", *runs]}
+    c = {}
+    for _ in range(rounds):
+        c = measure(problem, repeats=repeats, batch=batch, flags=flags)
+        best["c"] = [min(best["c"][0], c["call_s"]), min(best["c"][1], c["workload_s"])]
+        for name, (call, workload) in runs.items():
+            t_call = _min_batch_s(call, repeats, batch)
+            t_work = _min_batch_s(workload, max(repeats // 10, 3), 1)
+            best[name] = [min(best[name][0], t_call), min(best[name][1], t_work)]
+    c_call, c_work = best["c"]
+    out: dict[str, Any] = {
+        "c": {"call_s": c_call, "workload_s": c_work, "compiler": c.get("compiler"), "flags": " ".join(flags)},
+        "backends": {},
+    }
+    for name in runs:
+        t_call, t_work = best[name]
+        out["backends"][name] = {
+            "call_s": t_call, "workload_s": t_work, "call_ratio": t_call / c_call, "workload_ratio": t_work / c_work,
+            "fused": backend(name).fused,
+        }
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from . import verify
 
     ap = argparse.ArgumentParser(prog="python -m adjointbench.c_reference", description=__doc__.split("\n")[0])
     ap.add_argument("--control", default="state", choices=["state", "state+params"])
     ap.add_argument("--repeats", type=int, default=200)
-    ap.add_argument("--flags", default=" ".join(DEFAULT_FLAGS), help="compiler flags (default: %(default)s)")
+    ap.add_argument("--flags", default=" ".join(DEFAULT_FLAGS),
+                    help="compiler flags, e.g. --flags='-O3 -march=native' (default: %(default)s)")
+    ap.add_argument("--backend", action="append", default=[], metavar="NAME",
+                    help="also time this backend against C, side by side in this process (repeatable)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds for --backend (min is kept)")
     args = ap.parse_args(argv)
     problem = Lorenz63Problem.paper(args.control)
     try:
@@ -142,6 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"gradient vs complex step: relative error {err:.2e} ({'pass' if err <= verify.TOLERANCE else 'FAIL'})")
     print(f"per gradient:  {m['call_s'] * 1e6:.3f} us (min over {args.repeats} batches)")
     print(f"Tbl. 3 workload ({TBL3_ITERATIONS} evaluations): {m['workload_s'] * 1e6:.1f} us (min over {args.repeats})")
+    if args.backend:
+        res = compare(args.backend, problem, rounds=args.rounds, repeats=args.repeats, flags=args.flags.split())
+        c = res["c"]
+        print(f"\nside by side, min over {args.rounds} interleaved rounds (C: {c['call_s'] * 1e6:.3f} us/gradient, "
+              f"{c['workload_s'] * 1e6:.1f} us/workload)")
+        print(f"{'backend':<10} {'us/vg call':>11} {'x C':>6} {'us/workload':>12} {'x C':>6}  workload driver")
+        for name, r in res["backends"].items():
+            print(f"{name:<10} {r['call_s'] * 1e6:11.3f} {r['call_ratio']:6.2f} {r['workload_s'] * 1e6:12.1f} "
+                  f"{r['workload_ratio']:6.2f}  {'fused' if r['fused'] else 'python loop'}")
     return 0 if err <= verify.TOLERANCE else 1
 
 

@@ -1,0 +1,203 @@
+"""What is specific to the compiled hand adjoints (issue 3): backends ``numba`` and ``cython``,
+their fused Tbl. 3 drivers, their input fast paths, and the plain C reference.
+
+The generic contract (complex step on random problems, sizes, fused driver on control
+``state``) is in test_backends.py; here: both controls for the fused drivers, every kind of
+input the fast paths might mishandle, the native constructor's own size checks, the compile
+time report, and the C yardstick against complex step.
+"""
+
+import array
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import adjointbench as ab
+from adjointbench import c_reference, verify
+from adjointbench.backends import python_descent
+from adjointbench.testing import random_problem
+
+COMPILED = ["numba", "cython"]
+
+
+def backend_or_skip(name):
+    b = ab.backend(name)
+    ok, reason = b.available()
+    if not ok:
+        pytest.skip(f"{name} unavailable: {reason}")
+    return b
+
+
+@pytest.mark.parametrize("control", ["state", "state+params"])
+@pytest.mark.parametrize("name", COMPILED)
+def test_matches_complex_step_and_numpy(name, control, rng):
+    b = backend_or_skip(name)
+    for _ in range(4):
+        p = random_problem(rng, control)
+        vg, ref = b.prepare(p), ab.backend("numpy").prepare(p)
+        u = p.u0 * (1 + 0.01 * rng.standard_normal(p.n_control))
+        assert verify.check_vg(name, vg, p, u).passed
+        J, g = vg(u)
+        J0, g0 = ref(u)
+        # the same arithmetic as the interpreted source: equal to rounding
+        assert J == pytest.approx(J0, rel=1e-13)
+        np.testing.assert_allclose(g, g0, rtol=1e-12, atol=1e-12 * np.max(np.abs(g0)))
+
+
+@pytest.mark.parametrize("control", ["state", "state+params"])
+@pytest.mark.parametrize("name", COMPILED)
+def test_fused_driver_equals_python_loop(name, control, rng):
+    b = backend_or_skip(name)
+    problems = [ab.Lorenz63Problem.paper(control), random_problem(rng, control)]
+    for p in problems:
+        step = 5e-4 if p is problems[0] and control == "state" else 1e-6
+        fused = b.prepare_descent(p, iterations=37, step=step)(p.u0)
+        loop = python_descent(b.prepare(p), p.u0, iterations=37, step=step)
+        np.testing.assert_allclose(fused.costs, loop.costs, rtol=1e-12)
+        np.testing.assert_allclose(fused.u, loop.u, rtol=1e-12, atol=1e-14)
+        assert fused.u.shape == (p.n_control,) and fused.costs.shape == (37,)
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_fused_driver_leaves_input_alone_and_repeats(name):
+    b = backend_or_skip(name)
+    p = ab.Lorenz63Problem.paper()
+    run = b.prepare_descent(p)
+    u0 = p.u0
+    first = run(u0)
+    np.testing.assert_array_equal(u0, p.u0)
+    second = run(u0)
+    np.testing.assert_array_equal(first.u, second.u)
+    np.testing.assert_array_equal(first.costs, second.costs)
+    assert first.costs[-1] < first.costs[0]
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_every_input_form_gives_the_same_answer(name, rng):
+    """The fast path (contiguous writable float64) and the slow path (check_control) agree."""
+    b = backend_or_skip(name)
+    p = random_problem(rng, "state+params")
+    vg = b.prepare(p)
+    u = p.u0
+    J, g = vg(u)
+    readonly = u.copy()
+    readonly.setflags(write=False)
+    strided = np.repeat(u, 2)[::2]
+    forms = [u.tolist(), tuple(u), array.array("d", u), memoryview(u.copy()), readonly, strided,
+             u.astype(">f8"), np.asfortranarray(u), np.ascontiguousarray(u)]
+    for form in forms:
+        J2, g2 = vg(form)
+        assert J2 == J and np.array_equal(g2, g), type(form)
+    ints = np.round(u).astype(np.int64)
+    assert vg(ints)[0] == vg(ints.astype(np.float64))[0]
+    # a fresh gradient each call: the caller may keep it
+    g_again = vg(u)[1]
+    assert g_again is not g and np.array_equal(g_again, g)
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_bad_controls_are_value_errors(name):
+    b = backend_or_skip(name)
+    for control in ("state", "state+params"):
+        p = ab.Lorenz63Problem.paper(control)
+        vg = b.prepare(p)
+        run = b.prepare_descent(p, iterations=3)
+        n = p.n_control
+        bad = [np.zeros(n - 1), np.zeros(n + 1), np.zeros((n, 1)), np.zeros((1, n)), np.zeros(0), np.float64(1.0),
+               np.zeros(n, dtype=complex), np.zeros(n, dtype=bool), ["a"] * n, None, "abc", b"\0" * (8 * n),
+               np.full(n, np.nan), np.full(n, np.inf), np.r_[np.zeros(n - 1), -np.inf]]
+        for u in bad:
+            with pytest.raises(ValueError):
+                vg(u)
+            with pytest.raises(ValueError):
+                run(u)
+        # still correct afterwards
+        assert verify.check_vg(name, vg, p).passed
+
+
+def test_native_constructor_checks_sizes():
+    mod, reason = ab.native.load("_cython_hand")
+    if mod is None:
+        pytest.skip(reason)
+    p = ab.Lorenz63Problem.paper()
+    params = [10.0, 28.0, 8 / 3]
+    ok = dict(dt=0.01, steps=[60, 120, 180], obs=np.ones((3, 3)), params=params, n_control=3, check=p.check_control)
+    mod.HandAdjoint(**ok)
+    for change in [
+        dict(obs=np.ones((2, 3))), dict(obs=np.ones((4, 3))), dict(obs=np.ones((3, 2))), dict(obs=np.ones(9)),
+        dict(steps=[]), dict(steps=[[60, 120, 180]]), dict(steps=[60, 60, 180]), dict(steps=[120, 60, 180]),
+        dict(steps=[-1, 60, 180]), dict(obs=np.full((3, 3), np.nan)), dict(params=[1.0, 2.0]),
+        dict(n_control=4), dict(dt=np.inf), dict(check=None),
+    ]:
+        with pytest.raises(ValueError):
+            mod.HandAdjoint(**{**ok, **change})
+    h = mod.HandAdjoint(**ok)
+    with pytest.raises(ValueError):
+        h.descent(p.u0, 0, 1e-3)
+    with pytest.raises(ValueError):
+        h.descent(p.u0, 3, np.nan)
+
+
+def test_cython_unavailable_says_why(monkeypatch):
+    b = ab.backend("cython")
+    monkeypatch.setattr(ab.native, "load", lambda name: (None, f"native extension adjointbench.{name} is not built (test)"))
+    ok, reason = b.available()
+    assert not ok and "_cython_hand" in reason and "(test)" in reason
+    with pytest.raises(ValueError, match="unavailable"):
+        b.prepare(ab.Lorenz63Problem.paper())
+
+
+def test_numba_never_compiles_at_call_time(rng):
+    b = backend_or_skip("numba")
+    p = random_problem(rng, "state")
+    vg = b.prepare(p)
+    from adjointbench.backends import numba_hand
+
+    entries = numba_hand._kernels()[0]
+    before = {k: len(d.signatures) for k, d in entries.items()}
+    for u in (p.u0, p.u0.tolist(), p.u0.astype(np.float32), np.repeat(p.u0, 2)[::2]):
+        vg(u)
+    b.prepare_descent(p, iterations=2)(p.u0.tolist())
+    assert {k: len(d.signatures) for k, d in entries.items()} == before == {k: 1 for k in entries}
+
+
+def test_numba_reports_compile_time():
+    """In a fresh interpreter the first prepare compiles and says how long it took."""
+    pytest.importorskip("numba")
+    code = (
+        "import adjointbench as ab\n"
+        "p = ab.Lorenz63Problem.paper()\n"
+        "a = ab.backend('numba').prepare(p); b = ab.backend('numba').prepare(p)\n"
+        "print(a.compile_s, b.compile_s, a.info['compile_s_in_process'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    first, second, total = map(float, out.split())
+    assert first > 0 and first == total
+    assert second == 0.0
+
+
+@pytest.mark.parametrize("control", ["state", "state+params"])
+def test_c_reference_matches_complex_step(control, rng):
+    ok, reason = c_reference.available()
+    if not ok:
+        pytest.skip(reason)
+    for p in (ab.Lorenz63Problem.paper(control), random_problem(rng, control)):
+        m = c_reference.measure(p, repeats=2, batch=2, iterations=5, step=1e-6)
+        J_ref, g_ref = verify.reference(p)
+        assert verify.relative_error(m["grad"], g_ref) <= verify.TOLERANCE
+        assert abs(m["J"] - J_ref) <= verify.TOLERANCE * abs(J_ref)
+        loop = python_descent(ab.backend("numpy").prepare(p), p.u0, iterations=5, step=1e-6)
+        np.testing.assert_allclose(m["descent_costs"], loop.costs, rtol=1e-12)
+        np.testing.assert_allclose(m["descent_u"], loop.u, rtol=1e-12)
+        assert m["call_s"] > 0 and m["workload_s"] > 0 and m["compiler"].startswith("gcc")
+
+
+def test_c_reference_bad_arguments():
+    with pytest.raises(ValueError):
+        c_reference.measure({"dt": 0.01})
+    with pytest.raises(ValueError):
+        c_reference.measure(repeats=0)
+    with pytest.raises(ValueError):
+        c_reference.measure(ab.Lorenz63Problem.paper(), u=np.zeros(4))
