@@ -231,3 +231,26 @@ def test_shipped_ir_equals_a_fresh_regeneration():
     for front_door in regen.FRONT_DOORS:
         fresh = regen.generate(front_door, source)
         assert regen.canonical(regen.ir_path(front_door).read_text()) == regen.canonical(fresh)
+
+
+# ---- the JIT route (same C++ source through enzyme_ad.jax.cpp_call) ---------------------
+JIT = ab.backend("enzyme-jit")
+
+
+@pytest.mark.skipif(not (JIT.available()[0] and BACKEND.available()[0]), reason="needs enzyme-ad, JAX and the built extension")
+def test_jit_route_agrees_with_ahead_of_time(rng):
+    for control in ("state", "state+params"):
+        p = random_problem(rng, control)
+        J_aot, g_aot = BACKEND.prepare(p)(p.u0)
+        J_jit, g_jit = JIT.prepare(p)(p.u0)
+        assert abs(J_jit - J_aot) <= 1e-12 * abs(J_aot)
+        assert verify.relative_error(g_jit, g_aot) <= 1e-12
+
+
+def test_jit_route_without_source_says_why(monkeypatch, tmp_path):
+    from adjointbench.backends import enzyme_jit
+
+    monkeypatch.setattr(enzyme_jit, "SOURCE", tmp_path / "missing.cpp")
+    monkeypatch.setattr(enzyme_jit, "missing_modules", lambda *m: None)
+    ok, reason = JIT.available()
+    assert not ok and "source checkout" in reason

@@ -1,0 +1,114 @@
+"""Backend ``enzyme-jit``: the same C++ source as ``enzyme``, compiled at run time by JAX.
+
+The just-in-time route of Enzyme-JAX: ``enzyme_ad.jax.cpp_call`` hands
+kernels/lorenz63_enzyme.cpp (front door ``lorenz63_vg_tensor``, whose array shapes fix the
+number of observations) to enzyme-ad's embedded clang + Enzyme when the JAX function is
+compiled in ``prepare``, and XLA calls the result.  Next to ``enzyme`` (the same IR built
+ahead of time and called through Cython) it shows what the JIT route costs: compile time in
+prepare and JAX's dispatch on every call.  The C++ source is read from the source checkout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..problem import PARAM_NAMES, Lorenz63Problem
+from .base import Backend, DescentResult, Prepared, missing_modules, timed
+
+SOURCE = Path(__file__).resolve().parents[3] / "kernels" / "lorenz63_enzyme.cpp"
+FRONT_DOOR = "lorenz63_vg_tensor"
+
+
+def _compiled(problem: Lorenz63Problem, iterations: int | None = None, step: float = 0.0):
+    """A jitted function of the full 6-vector u: (J, grad) or, with iterations, the descent."""
+    import jax
+    import jax.numpy as jnp
+    from enzyme_ad.jax import cpp_call
+
+    source = SOURCE.read_text()
+    n = problem.n_control
+    reals = np.array([problem.dt])
+    steps = np.asarray(problem.obs_steps, dtype=np.int32)
+    obs = np.asarray(problem.obs_values, dtype=np.float64)
+    out_shapes = [jax.core.ShapedArray((7,), jnp.float64)]
+
+    def value_and_grad(u6):
+        (res,) = cpp_call(u6, reals, steps, obs, out_shapes=out_shapes, source=source, fn=FRONT_DOOR)
+        return res
+
+    if iterations is None:
+        return jax.jit(value_and_grad)
+
+    def descent(u6):
+        def body(i, carry):
+            u, costs = carry
+            res = value_and_grad(u)
+            return u.at[:n].set(u[:n] - step * res[1:1 + n]), costs.at[i].set(res[0])
+
+        return jax.lax.fori_loop(0, iterations, body, (u6, jnp.zeros(iterations)))
+
+    return jax.jit(descent)
+
+
+class EnzymeJITBackend(Backend):
+    name = "enzyme-jit"
+    kind = "AD, source → IR (JIT)"
+    description = "the enzyme backend's C++ source differentiated by Enzyme at run time through enzyme_ad.jax.cpp_call (JAX/XLA)"
+    fused = True
+    requires = ("jax", "enzyme_ad")
+
+    def available(self) -> tuple[bool, str]:
+        reason = missing_modules(*self.requires)
+        if reason:
+            return False, reason
+        if not SOURCE.is_file():
+            return False, f"C++ source not found at {SOURCE} (the JIT route needs a source checkout of adjointbench)"
+        return True, ""
+
+    @staticmethod
+    def _full(problem: Lorenz63Problem, u: np.ndarray) -> np.ndarray:
+        """The 6-vector the C++ front door takes: u, completed by the fixed parameters."""
+        if problem.n_control == 6:
+            return u
+        return np.concatenate([u, [problem.params[k] for k in PARAM_NAMES]])
+
+    def _prepare(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Prepared:
+        import jax
+
+        with jax.enable_x64(True):
+            fn = _compiled(problem)
+            u0 = self._full(problem, problem.u0)
+            _, compile_s = timed(lambda: np.asarray(fn(u0)))
+        check, full, n = problem.check_control, self._full, problem.n_control
+
+        def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
+            u = full(problem, check(u))
+            with jax.enable_x64(True):
+                res = np.asarray(fn(u))
+            return float(res[0]), res[1:1 + n].copy()
+
+        return Prepared(vg, problem, device=device, dtype=dtype, compile_s=compile_s, info={"jax": jax.__version__})
+
+    def _prepare_descent(
+        self, problem: Lorenz63Problem, *, iterations: int, step: float, device: str, dtype: str
+    ) -> Callable[[np.ndarray], DescentResult]:
+        import jax
+
+        with jax.enable_x64(True):
+            fn = _compiled(problem, iterations, step)
+            fn(self._full(problem, problem.u0))  # compile here, not in the timed call
+        check, full, n = problem.check_control, self._full, problem.n_control
+
+        def run(u0: np.ndarray) -> DescentResult:
+            u = full(problem, check(u0))
+            with jax.enable_x64(True):
+                u_final, costs = fn(u)
+                return DescentResult(u=np.array(u_final[:n]), costs=np.array(costs))
+
+        return run
+
+
+BACKENDS = [EnzymeJITBackend()]
