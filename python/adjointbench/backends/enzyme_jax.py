@@ -1,0 +1,84 @@
+"""Backend ``enzyme-jax``: the JAX forward model differentiated by Enzyme at the MLIR level.
+
+The cost is the very ``jax.numpy`` cost of the backends ``jax``/``jax-nojit``
+(``_jax_model.py``), wrapped by ``enzyme_ad.jax.enzyme_jax_ir()``: JAX lowers it to
+StableHLO, and Enzyme-MLIR, not JAX's own AD, produces the derivative of that IR when
+``jax.value_and_grad`` asks for it; the whole thing is compiled by XLA under ``jax.jit``.
+The time loop stays a ``lax.scan`` (an ``stablehlo.while`` that Enzyme differentiates).
+No published comparison has this row; it sits between ``jax`` (AD in JAX) and ``enzyme``
+(AD of LLVM IR).  Same precision, devices and fused Tbl. 3 driver as ``jax``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Callable
+
+from ..problem import Lorenz63Problem
+from .base import Backend, DescentResult, Prepared
+
+
+@lru_cache(maxsize=1)
+def _imports() -> tuple[bool, str]:
+    """enzyme-ad may be installed yet built for another jaxlib: try it once."""
+    try:
+        from enzyme_ad.jax import enzyme_jax_ir  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - any failure means "cannot run here"
+        return False, f"enzyme_ad.jax does not import: {type(e).__name__}: {' '.join(str(e).split())}"
+    return True, ""
+
+
+def _enzyme_value_and_grad(cost: Callable) -> Callable:
+    """``jax.value_and_grad`` of the cost as Enzyme-MLIR differentiates it."""
+    import jax
+    from enzyme_ad.jax import enzyme_jax_ir
+
+    return jax.value_and_grad(enzyme_jax_ir()(cost))
+
+
+def _versions() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return {"mode": "enzyme_jax_ir + jax.jit", "enzyme_ad_version": version("enzyme-ad")}
+    except PackageNotFoundError:
+        return {"mode": "enzyme_jax_ir + jax.jit"}
+
+
+class EnzymeJaxBackend(Backend):
+    name = "enzyme-jax"
+    kind = "AD, MLIR"
+    description = "the JAX model's StableHLO differentiated by Enzyme-MLIR (enzyme_ad.jax), under jax.jit"
+    requires = ("jax", "jaxlib", "enzyme_ad")
+    dtypes = ("float64", "float32")
+    fused = True
+
+    def available(self) -> tuple[bool, str]:
+        ok, reason = super().available()
+        if not ok:
+            return ok, reason
+        return _imports()
+
+    def devices(self) -> list[str]:
+        if not self.available()[0]:
+            return ["cpu"]
+        from . import _jax_model
+
+        return _jax_model.visible_devices()
+
+    def _prepare(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Prepared:
+        from . import _jax_model
+
+        return _jax_model.jit_vg(problem, device, dtype, _enzyme_value_and_grad, info=_versions())
+
+    def _prepare_descent(
+        self, problem: Lorenz63Problem, *, iterations: int, step: float, device: str, dtype: str
+    ) -> Callable[[object], DescentResult]:
+        from . import _jax_model
+
+        return _jax_model.jit_descent(
+            problem, device, dtype, _enzyme_value_and_grad, iterations, step, info=_versions(),
+        )
+
+
+BACKENDS = [EnzymeJaxBackend()]
