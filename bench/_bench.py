@@ -30,17 +30,23 @@ class Policy:
     gradient_min_rounds: int
     tbl3_s: float
     tbl3_min_rounds: int
-    workload_cap_s: float  # quick: time only the first k iterations above this estimate
+    #: a Python-driven workload estimated above this is timed over its first k iterations only
+    #: (one round) and scaled by 101/k in the table; float32 variants get the smaller cap
+    workload_cap_s: float
+    workload_cap_other_dtype_s: float
     compile_rounds: int
     max_rounds: int = 2000
     #: a round of a fast call repeats it until the round lasts this long (timer resolution)
     min_round_s: float = 2e-4
 
 
-QUICK = Policy(gradient_s=0.25, gradient_min_rounds=3, tbl3_s=0.5, tbl3_min_rounds=3, workload_cap_s=3.0,
-               compile_rounds=1, max_rounds=400)
+QUICK = Policy(gradient_s=0.25, gradient_min_rounds=3, tbl3_s=0.5, tbl3_min_rounds=3, workload_cap_s=1.5,
+               workload_cap_other_dtype_s=1.5, compile_rounds=1, max_rounds=400)
+#: full: the float64 workload is always timed whole (JAX without JIT: about 4 minutes here, the
+#: paper's 263 s row); a cold start that took over SLOW_PREPARE_S in-process gets one round
 FULL = Policy(gradient_s=1.5, gradient_min_rounds=5, tbl3_s=3.0, tbl3_min_rounds=3, workload_cap_s=math.inf,
-              compile_rounds=3)
+              workload_cap_other_dtype_s=30.0, compile_rounds=3)
+SLOW_PREPARE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class Gated:
     problem: Lorenz63Problem
     vg: Any
     call_s: float  # rough per-call estimate, sizes the rounds
+    prepare_s: float  # in-process prepare() time (warm libraries): sizes the compile rounds
     error: float
     info: dict[str, Any]
 
@@ -141,7 +148,9 @@ def gated(case: Case) -> Gated:
 
         b = backend(case.backend)
         try:
+            t0 = time.perf_counter()
             vg = b.prepare(PROBLEM, device=case.device, dtype=case.dtype)
+            prepare_s = time.perf_counter() - t0
             res = verify.check_vg(case.backend, vg, PROBLEM, tolerance=GATE_TOLERANCE.get(case.dtype, 1e-3))
         except Exception as e:  # noqa: BLE001 - a crashing backend fails its benchmarks, not the session
             _GATED[case] = f"{case.id}: prepare/verify raised {type(e).__name__}: {' '.join(str(e).split())}"
@@ -152,7 +161,7 @@ def gated(case: Case) -> Gated:
             else:
                 u0 = PROBLEM.u0
                 _GATED[case] = Gated(
-                    case, b, PROBLEM, vg, estimate(lambda: vg(u0)), max(res.grad_error, res.J_error),
+                    case, b, PROBLEM, vg, estimate(lambda: vg(u0)), prepare_s, max(res.grad_error, res.J_error),
                     {"backend_device": vg.device, "backend_dtype": vg.dtype, "backend_compile_s": vg.compile_s,
                      **{f"info_{k}": _jsonable(v) for k, v in vg.info.items()}},
                 )
@@ -190,6 +199,10 @@ def fused_driver(g: Gated) -> Callable:
     return r
 
 
+def workload_cap(pol: Policy, case: Case) -> float:
+    return pol.workload_cap_s if case.dtype == "float64" else pol.workload_cap_other_dtype_s
+
+
 def rounds_for(est_s: float, target_s: float, min_rounds: int, pol: Policy) -> tuple[int, int]:
     """(rounds, calls per round) so that timed rounds last about target_s."""
     per_round = max(1, math.ceil(pol.min_round_s / est_s))
@@ -200,8 +213,10 @@ def rounds_for(est_s: float, target_s: float, min_rounds: int, pol: Policy) -> t
 def record(benchmark, g: Gated, group: str, driver: str, **extra: Any) -> None:
     case = g.case
     hw = report.machine_context_cached()
-    device_label = hw["cpu_label"] if case.device == "cpu" else (
-        g.info.get("info_device_name") or (hw["gpu"] if hw["gpu"] != "none" else case.device))
+    device_label = hw["cpu_label"]
+    if case.device != "cpu":  # an accelerator: the name the backend reports, else nvidia-smi's
+        named = [g.info.get(f"info_{k}") for k in ("device_name", "device_kind", "gpu_name")]
+        device_label = next((str(n) for n in named if n), hw["gpu"] if hw["gpu"] != "none" else case.device)
     benchmark.extra_info.update({
         "group": group, "backend": case.backend, "kind": g.backend.kind, "device": case.device,
         "dtype": case.dtype, "driver": driver, "hardware": device_label, "gate_error": g.error,
@@ -223,3 +238,22 @@ def env_for_cold_start(tmp: str) -> dict[str, str]:
         "PYTHONDONTWRITEBYTECODE": "1",
     })
     return env
+
+
+#: the reference backend timed right beside every benchmark (``adjointbench regress`` divides
+#: by it): a 2-core shared machine's load changes within a run, so a reference timed minutes
+#: earlier, in another load, would not cancel it.  numpy is always available.
+PROBE_BACKEND = "numpy"
+PROBE_BUDGET_S = 0.04
+_PROBE: list = []
+
+
+def probe_reference() -> float:
+    """Min time of one reference-backend gradient call, over about PROBE_BUDGET_S."""
+    if not _PROBE:
+        from adjointbench.backends import backend
+
+        _PROBE.append(backend(PROBE_BACKEND).prepare(PROBLEM))
+    vg = _PROBE[0]
+    u0 = PROBLEM.u0
+    return estimate(lambda: vg(u0), budget_s=PROBE_BUDGET_S, max_n=1000)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from _bench import Policy, cases, policy
+from _bench import PROBE_BACKEND, Policy, cases, policy, probe_reference
 from adjointbench import report
 
 
@@ -49,3 +49,11 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 @pytest.fixture
 def pol(request) -> Policy:
     return policy(request.config)
+
+
+@pytest.fixture(autouse=True)
+def reference_probe(request, benchmark):
+    """The reference backend's per-call time just before and after each benchmark (min of both)."""
+    before = probe_reference()
+    yield
+    benchmark.extra_info.update({"probe_backend": PROBE_BACKEND, "probe_s": min(before, probe_reference())})

@@ -13,7 +13,7 @@ import pytest
 
 from adjointbench.backends import python_descent
 from adjointbench.backends.base import TBL3_ITERATIONS, TBL3_STEP
-from _bench import estimate, fused_driver, gated, record, rounds_for
+from _bench import estimate, fused_driver, gated, record, rounds_for, workload_cap
 
 
 @pytest.mark.benchmark(group="tbl3")
@@ -22,8 +22,9 @@ def test_tbl3_python(benchmark, case, pol):
     u0 = g.problem.u0
     est = g.call_s * TBL3_ITERATIONS
     iterations = TBL3_ITERATIONS
-    if est > pol.workload_cap_s:
-        iterations = int(max(2, min(TBL3_ITERATIONS, pol.workload_cap_s // g.call_s)))
+    cap = workload_cap(pol, case)
+    if est > cap:
+        iterations = int(max(1, min(TBL3_ITERATIONS, cap // g.call_s)))
     est = g.call_s * iterations
     rounds, _ = rounds_for(est, pol.tbl3_s, pol.tbl3_min_rounds, pol)
     if est > 10.0 or iterations < TBL3_ITERATIONS:  # jax-nojit-like rows: one round is seconds to minutes

@@ -204,3 +204,69 @@ def test_bench_quick_numpy_end_to_end(tmp_path, capsys):
 def test_bench_rejects_unknown_backend(capsys):
     assert cli.main(["bench", "--quick", "--backend", "no-such-backend"]) == 2
     assert "unknown backend" in capsys.readouterr().err
+
+
+# ---- the benchmark's correctness gate (bench/_bench.py), on deliberately wrong backends ----------
+
+@pytest.fixture
+def bench_helpers(monkeypatch):
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "bench"))
+    import _bench
+
+    monkeypatch.setattr(_bench, "_GATED", {})
+    monkeypatch.setattr(_bench, "_FUSED", {})
+    yield _bench
+    sys.modules.pop("_bench", None)
+
+
+def _wrong_backend(scale_grad=1.0, fused_shift=0.0):
+    import numpy as np
+
+    from adjointbench.backends import Backend, DescentResult, Prepared, backend, python_descent
+
+    numpy_backend = backend("numpy")  # before the tests patch the registry lookup
+
+    class Wrong(Backend):
+        name, kind, fused = "wrong", "test", True
+
+        def _prepare(self, problem, *, device, dtype):
+            good = numpy_backend.prepare(problem)
+
+            def vg(u):
+                J, g = good(u)
+                return J, g * scale_grad
+
+            return Prepared(vg, problem, device=device, dtype=dtype)
+
+        def _prepare_descent(self, problem, *, iterations, step, device, dtype):
+            vg = self._prepare(problem, device=device, dtype=dtype)
+
+            def run(u0):
+                r = python_descent(vg, u0, iterations, step)
+                return DescentResult(r.u, r.costs + fused_shift * np.arange(iterations))
+
+            return run
+
+    return Wrong()
+
+
+def test_gate_refuses_a_wrong_gradient(bench_helpers, monkeypatch):
+    import adjointbench.backends as backends
+
+    wrong = _wrong_backend(scale_grad=1 + 1e-6)
+    monkeypatch.setattr(backends, "backend", lambda name: wrong)
+    with pytest.raises(pytest.fail.Exception, match="differs from complex step"):
+        bench_helpers.gated(bench_helpers.Case("wrong", "cpu", "float64"))
+
+
+def test_gate_refuses_a_fused_driver_that_strays(bench_helpers, monkeypatch):
+    import adjointbench.backends as backends
+
+    wrong = _wrong_backend(fused_shift=1e-6)
+    monkeypatch.setattr(backends, "backend", lambda name: wrong)
+    g = bench_helpers.gated(bench_helpers.Case("wrong", "cpu", "float64"))  # the gradient itself is right
+    with pytest.raises(pytest.fail.Exception, match="fused driver differs"):
+        bench_helpers.fused_driver(g)

@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", default="numpy", metavar="BACKEND", help="backend whose time divides the others' (default numpy)")
     p.add_argument("--jitter-weight", type=float, default=1.0,
                    help="extra room per unit of the rows' (median-min)/min jitter (default 1; 0: none)")
+    p.add_argument("--few-rounds-threshold", type=float, default=2.0,
+                   help=f"threshold for rows timed in < {report.FEW_ROUNDS} rounds (seconds-long calls; default 2.0 = 3x)")
     p.add_argument("--group", action="append", choices=report.GROUPS, metavar="GROUP",
                    help="benchmark group to compare (repeatable; default gradient and tbl3)")
     p.add_argument("--strict", action="store_true", help="also fail when a baseline row is missing from the current run")
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     groups = args.group or ["gradient", "tbl3"]
     verdicts = report.regress(
         report.load_results(args.baseline), report.load_results(args.current), reference=args.reference,
-        threshold=args.threshold, jitter_weight=args.jitter_weight, groups=groups,
+        threshold=args.threshold, jitter_weight=args.jitter_weight,
+        few_rounds_threshold=args.few_rounds_threshold, groups=groups,
     )
     print(f"time / time of {args.reference} in the same run; threshold +{args.threshold:.0%} plus jitter")
     shown = verdicts.copy()
