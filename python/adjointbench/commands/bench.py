@@ -61,6 +61,7 @@ def place(tmp: Path, folder: Path, stem: str) -> Path:
         except FileExistsError:
             continue
         tmp.unlink()
+        os.chmod(target, 0o644)  # mkstemp made it private; results are meant to be shared
         return target
     raise ValueError(f"could not find a free result file name for {stem} in {folder}")
 
