@@ -5,9 +5,9 @@ Shared by the backends ``jax``, ``jax-nojit`` (``jax_ad.py``) and ``enzyme-jax``
 
 Design choices (paper §3-4):
 
-* The time loop is a ``lax.scan`` (List 1 as the scan body).  The paper's JAX code was an
-  unrolled Python loop, which XLA took 7-12 minutes to compile; a scan compiles in a fraction
-  of a second whatever the number of steps.
+* The time loop is a ``lax.scan`` (List 1 as the scan body).  A Python loop under ``jit`` is
+  unrolled, so XLA's compile time grows with the number of steps (issue 5 cites 7-12 minutes
+  for the paper's code); a scan compiles in a fraction of a second whatever the window.
 * A problem is fixed per ``prepare``, so its observation steps, values and the window length
   (``problem.last_obs_step``) are baked in as constants: shapes are static, the scan stops at
   the last observation and J gathers the stored trajectory at the observed steps.

@@ -14,6 +14,7 @@ Both run in float64 (or float32 on request) on ``cpu`` or ``cuda`` where torch s
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import types
 from typing import Any, Callable
@@ -145,6 +146,8 @@ class TorchCompileBackend(_TorchBase):
                 "opt-in (set ADJOINTBENCH_TORCH_COMPILE=1): torch.compile unrolls the time loop and "
                 "Inductor takes minutes per problem on CPU (>200 s for the paper's 180 steps on 2 cores)"
             )
+        if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+            return False, "torch.compile's Inductor needs a C++ compiler for CPU code; none found on PATH"
         return True, ""
 
     def _prepare(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Prepared:
@@ -156,7 +159,10 @@ class TorchCompileBackend(_TorchBase):
         vg = _vg(problem, cost, tdt, dev)
         # compilation is lazy: the first forward and backward compile their graphs
         t0 = time.perf_counter()
-        vg(problem.u0)
+        try:
+            vg(problem.u0)
+        except Exception as e:  # noqa: BLE001 - report why torch.compile does not work here
+            raise RuntimeError(f"torch.compile failed on {device}: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
         compile_s = time.perf_counter() - t0
         return Prepared(
             vg, problem, device=dev.type, dtype=dtype, compile_s=compile_s,
