@@ -11,7 +11,9 @@ gradient.
 
 Everything the time loops touch is allocated once, when a ``HandAdjoint`` is built for a
 problem (in the backend's ``prepare``); the loops run without the GIL and without Python
-objects.  Sizes are checked at the Python boundary, before any loop runs: a control vector
+objects (a call that finds the work arrays in use by another thread gets its own).  The
+trajectory is stored flat, w[3n:3n+3] = w_n, in a 1-D typed memoryview: with a 2-D one the
+compiler reloaded the row stride after every store, and the whole gradient took ~1.5x longer.  Sizes are checked at the Python boundary, before any loop runs: a control vector
 or observation array of the wrong size is a ValueError, never an out-of-bounds access.
 """
 
@@ -126,6 +128,17 @@ cdef object new_vector(object empty, const double* src, Py_ssize_t n):
     return out
 
 
+cdef class Work:
+    """Work arrays of one evaluation: the trajectory (flat) and dJ/dw at the observed steps."""
+
+    cdef double[::1] w
+    cdef double[:, ::1] d
+
+    def __cinit__(self, Py_ssize_t nstates, Py_ssize_t nobs):
+        self.w = np.empty(3 * nstates)
+        self.d = np.empty((nobs, 3))
+
+
 cdef class HandAdjoint:
     """The hand adjoint for one problem, with its work arrays allocated once.
 
@@ -135,22 +148,24 @@ cdef class HandAdjoint:
     raises ValueError), called only for inputs the fast path does not accept.
     """
 
-    cdef double[::1] w
-    cdef double[:, ::1] d
+    cdef Work work
     cdef const long long[::1] steps
     cdef const double[:, ::1] obs
     cdef double sigma, r, beta, dt
     cdef Py_ssize_t n
     cdef object check
     cdef object empty
+    # set, with the GIL held, while a call runs its loops on w and d without the GIL
+    cdef bint busy
 
-    def __init__(self, double dt, steps, obs, params, Py_ssize_t n_control, check):
-        cdef Py_ssize_t k
-        steps_arr = np.ascontiguousarray(steps, dtype=np.int64)
+    def __cinit__(self, dt, steps, obs, params, n_control, check):
+        # __cinit__, not __init__: no instance can exist with unset work arrays
+        steps_arr = np.asarray(steps)
+        if steps_arr.ndim != 1 or steps_arr.shape[0] < 1 or steps_arr.dtype.kind not in "iu":
+            raise ValueError(f"observation steps must be a non-empty 1-D integer array, got {steps_arr.dtype} {steps_arr.shape}")
+        steps_arr = np.ascontiguousarray(steps_arr, dtype=np.int64)
         obs_arr = np.ascontiguousarray(obs, dtype=np.float64)
         p = np.asarray(params, dtype=np.float64)
-        if steps_arr.ndim != 1 or steps_arr.shape[0] < 1:
-            raise ValueError(f"observation steps must be a non-empty 1-D array, got shape {steps_arr.shape}")
         if obs_arr.shape != (steps_arr.shape[0], 3):
             raise ValueError(f"observation values must have shape ({steps_arr.shape[0]}, 3), got {obs_arr.shape}")
         if steps_arr[0] < 0 or np.any(np.diff(steps_arr) <= 0):
@@ -158,20 +173,21 @@ cdef class HandAdjoint:
         if p.shape != (3,):
             raise ValueError(f"params must be (sigma, r, beta), got shape {p.shape}")
         if n_control not in (3, 6):
-            raise ValueError(f"n_control must be 3 or 6, got {n_control}")
+            raise ValueError(f"n_control must be 3 or 6, got {n_control!r}")
+        dt = float(dt)
         if not (np.isfinite(dt) and np.all(np.isfinite(obs_arr)) and np.all(np.isfinite(p))):
             raise ValueError("dt, observation values and params must be finite")
         if not callable(check):
             raise ValueError("check must be callable")
         self.steps = steps_arr
         self.obs = obs_arr
-        self.w = np.empty(3 * (steps_arr[steps_arr.shape[0] - 1] + 1))
-        self.d = np.empty((steps_arr.shape[0], 3))
+        self.work = Work(steps_arr[steps_arr.shape[0] - 1] + 1, steps_arr.shape[0])
         self.sigma, self.r, self.beta = p
         self.dt = dt
         self.n = n_control
         self.check = check
         self.empty = np.empty
+        self.busy = False
 
     cdef int read_control(self, object u, double* c) except -1:
         """c[0:6] = the full control (the fixed parameters appended for control 'state')."""
@@ -188,15 +204,28 @@ cdef class HandAdjoint:
             c[5] = self.beta
         return 0
 
+    cdef Work claim(self):
+        """The shared work arrays, or fresh ones if another thread's call is using them."""
+        if self.busy:  # a concurrent call: correct, just not allocation-free
+            return Work(self.work.w.shape[0] // 3, self.work.d.shape[0])
+        self.busy = True
+        return self.work
+
+    cdef void release(self, Work work) noexcept:
+        if work is self.work:
+            self.busy = False
+
     cpdef tuple value_and_grad(self, object u):
         """(J, grad) at control u: grad a new float64 array of length n_control."""
         cdef double c[6]
         cdef double g[6]
         cdef double J
         self.read_control(u, c)
+        cdef Work work = self.claim()
         with nogil:
-            J = value_and_grad(self.w, self.steps, self.obs, self.d, c[0], c[1], c[2], c[3], c[4], c[5],
+            J = value_and_grad(work.w, self.steps, self.obs, work.d, c[0], c[1], c[2], c[3], c[4], c[5],
                                self.dt, g)
+        self.release(work)
         return J, new_vector(self.empty, g, self.n)
 
     cpdef tuple descent(self, object u0, Py_ssize_t iterations, double step):
@@ -215,10 +244,12 @@ cdef class HandAdjoint:
         self.read_control(u0, c)
         costs = np.empty(iterations)
         cdef double[::1] cv = costs
+        cdef Work work = self.claim()
         with nogil:
             for i in range(iterations):
-                cv[i] = value_and_grad(self.w, self.steps, self.obs, self.d, c[0], c[1], c[2], c[3], c[4],
-                                       c[5], self.dt, g)
+                cv[i] = value_and_grad(work.w, self.steps, self.obs, work.d, c[0], c[1], c[2], c[3], c[4], c[5],
+                                       self.dt, g)
                 for j in range(self.n):
                     c[j] = c[j] - step * g[j]
+        self.release(work)
         return new_vector(self.empty, c, self.n), costs

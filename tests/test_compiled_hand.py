@@ -10,6 +10,7 @@ time report, and the C yardstick against complex step.
 import array
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -129,15 +130,40 @@ def test_native_constructor_checks_sizes():
         dict(obs=np.ones((2, 3))), dict(obs=np.ones((4, 3))), dict(obs=np.ones((3, 2))), dict(obs=np.ones(9)),
         dict(steps=[]), dict(steps=[[60, 120, 180]]), dict(steps=[60, 60, 180]), dict(steps=[120, 60, 180]),
         dict(steps=[-1, 60, 180]), dict(obs=np.full((3, 3), np.nan)), dict(params=[1.0, 2.0]),
-        dict(n_control=4), dict(dt=np.inf), dict(check=None),
+        dict(n_control=4), dict(dt=np.inf), dict(check=None), dict(steps=[60.5, 120, 180]),
+        dict(steps=["a", "b", "c"]), dict(obs=[["x"] * 3] * 3),
     ]:
         with pytest.raises(ValueError):
             mod.HandAdjoint(**{**ok, **change})
+    with pytest.raises(TypeError):  # no instance without its work arrays
+        mod.HandAdjoint.__new__(mod.HandAdjoint)
     h = mod.HandAdjoint(**ok)
     with pytest.raises(ValueError):
         h.descent(p.u0, 0, 1e-3)
     with pytest.raises(ValueError):
         h.descent(p.u0, 3, np.nan)
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_concurrent_calls_from_threads(name, rng):
+    """The Cython loops run without the GIL: a call that finds the work arrays busy uses its own."""
+    b = backend_or_skip(name)
+    p = random_problem(rng, "state+params", max_steps=2000)
+    vg, run = b.prepare(p), b.prepare_descent(p, iterations=5, step=1e-7)
+    us = [p.u0 * (1 + 0.01 * rng.standard_normal(p.n_control)) for _ in range(16)]
+    expected = [vg(u) for u in us]
+    expected_run = [run(u) for u in us[:4]]
+
+    def work(i):
+        J, g = vg(us[i % 16])
+        res = run(us[i % 4]) if i % 8 == 0 else None
+        return i, J, g, res
+
+    with ThreadPoolExecutor(4) as pool:
+        for i, J, g, res in pool.map(work, range(400)):
+            assert J == expected[i % 16][0] and np.array_equal(g, expected[i % 16][1])
+            if res is not None:
+                assert np.array_equal(res.costs, expected_run[i % 4].costs)
 
 
 def test_cython_unavailable_says_why(monkeypatch):

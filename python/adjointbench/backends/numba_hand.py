@@ -111,6 +111,8 @@ def _build() -> dict[str, Any]:
 def _kernels() -> tuple[dict[str, Any], float]:
     """(compiled entries, seconds this call spent compiling: 0 once compiled in this process)."""
     global _compile_s
+    import numba  # noqa: F401 - imported before the clock starts: the import is not compilation
+
     with _lock:
         if _compiled:
             return _compiled, 0.0
