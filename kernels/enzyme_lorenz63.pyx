@@ -9,8 +9,10 @@ problem, and checks every size before native code runs: the C++ side trusts them
 
 import numpy as np
 
-from libc.stdint cimport int32_t, INT32_MAX
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from libc.math cimport isfinite
+from libc.stdint cimport int32_t, INT32_MAX
+from libc.string cimport memcpy, strcmp
 
 cdef extern from *:
     """
@@ -20,21 +22,51 @@ cdef extern from *:
     void adjointbench_enzyme_lorenz63(void **outs, void **ins) nogil
 
 
+cdef bint read_doubles(object u, Py_ssize_t n, double *out) except -1:
+    """Copy u into out if it exposes exactly n contiguous native doubles; else return False."""
+    cdef Py_buffer view
+    cdef bint ok
+    if not PyObject_CheckBuffer(u):
+        return False
+    try:
+        PyObject_GetBuffer(u, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS)
+    except Exception:  # e.g. strided: not an error yet, the problem's own check decides
+        return False
+    ok = (view.ndim == 1 and view.shape[0] == n and view.itemsize == 8
+          and view.format != NULL and strcmp(view.format, b"d") == 0)
+    if ok:
+        memcpy(out, view.buf, n * sizeof(double))
+    PyBuffer_Release(&view)
+    return ok
+
+
+cdef object new_vector(object empty, const double *src, Py_ssize_t n):
+    """A fresh float64 ndarray holding src[0:n]."""
+    cdef Py_buffer view
+    out = empty(n)
+    PyObject_GetBuffer(out, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
+    memcpy(view.buf, src, n * sizeof(double))
+    PyBuffer_Release(&view)
+    return out
+
+
 cdef class Lorenz63Enzyme:
     """One problem's buffers; ``vg`` and ``descent`` call the Enzyme gradient on them.
 
     ``params`` (sigma, r, beta) fill the control's parameter entries when ``n_control`` is 3.
+    A control vector that is not already a contiguous float64 vector of length n_control is
+    handed to ``check`` (the problem's ``check_control``: converts it or raises ValueError).
     """
 
     cdef object _u, _reals, _sizes, _steps, _obs, _res, _u_final
     cdef double[::1] u_v, reals_v, res_v, u_final_v
     cdef int32_t[::1] sizes_v
-    cdef object _no_costs
+    cdef object _no_costs, check, empty
     cdef void *ins[5]
     cdef void *outs[3]
     cdef readonly int n_control
 
-    def __init__(self, double dt, params, steps, obs, int n_control):
+    def __init__(self, double dt, params, steps, obs, int n_control, check=None):
         if n_control not in (3, 6):
             raise ValueError(f"n_control must be 3 or 6, got {n_control}")
         if not (isfinite(dt) and dt > 0):
@@ -50,7 +82,11 @@ cdef class Lorenz63Enzyme:
         o = np.ascontiguousarray(obs, dtype=np.float64)
         if o.shape != (s.size, 3) or not np.all(np.isfinite(o)):
             raise ValueError(f"obs must be finite with shape ({s.size}, 3), got shape {o.shape}")
+        if check is not None and not callable(check):
+            raise ValueError("check must be callable")
         self.n_control = n_control
+        self.check = check
+        self.empty = np.empty
         self._u = np.empty(6)
         self._u[3:] = p
         self._reals = np.array([dt, 0.0])
@@ -77,25 +113,27 @@ cdef class Lorenz63Enzyme:
         self.outs[1] = &self.u_final_v[0]
         self.outs[2] = &no_costs_v[0]
 
-    cdef int _load(self, const double[::1] u) except -1:
+    cdef int _load(self, object u) except -1:
+        """u (validated) into the first n_control entries of the u buffer."""
         cdef Py_ssize_t i
-        if u.shape[0] != self.n_control:
-            raise ValueError(f"control vector must have length {self.n_control}, got {u.shape[0]}")
+        cdef double *dst = &self.u_v[0]
+        if not read_doubles(u, self.n_control, dst):
+            if self.check is None or not read_doubles(self.check(u), self.n_control, dst):
+                raise ValueError(f"control vector must be a float64 vector of length {self.n_control}")
         for i in range(self.n_control):
-            if not isfinite(u[i]):
+            if not isfinite(dst[i]):
                 raise ValueError("control vector must be finite")
-            self.u_v[i] = u[i]
         return 0
 
-    def vg(self, const double[::1] u):
-        """(J, dJ/du) at the float64 control vector u (length n_control)."""
+    cpdef tuple vg(self, object u):
+        """(J, dJ/du) at the control vector u (length n_control); dJ/du a new float64 array."""
         self._load(u)
         self.sizes_v[2] = 0
         with nogil:
             adjointbench_enzyme_lorenz63(self.outs, self.ins)
-        return self.res_v[0], self._res[1:1 + self.n_control].copy()
+        return self.res_v[0], new_vector(self.empty, &self.res_v[1], self.n_control)
 
-    def descent(self, const double[::1] u0, double step, double[::1] costs):
+    def descent(self, object u0, double step, double[::1] costs):
         """Steepest descent from u0, len(costs) evaluations; fills costs, returns the final u."""
         if costs.shape[0] < 1 or costs.shape[0] > INT32_MAX:
             raise ValueError("costs must have between 1 and 2**31-1 entries")
