@@ -270,3 +270,12 @@ def test_gate_refuses_a_fused_driver_that_strays(bench_helpers, monkeypatch):
     g = bench_helpers.gated(bench_helpers.Case("wrong", "cpu", "float64"))  # the gradient itself is right
     with pytest.raises(pytest.fail.Exception, match="fused driver differs"):
         bench_helpers.fused_driver(g)
+
+
+def test_plot_writes_pngs(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    f = standard_run(tmp_path / "a.json")
+    out = tmp_path / "figs"
+    assert cli.main(["plot", str(f), "--out", str(out)]) == 0
+    for name in ("tbl3.png", "call_vs_compile.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

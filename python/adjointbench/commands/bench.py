@@ -36,7 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def checkout_root() -> Path:
     """The source checkout holding bench/ (the benchmark suite is not installed with the package)."""
     here = Path(__file__).resolve()
-    candidates = [here.parents[3], *(Path.cwd().resolve() / "x").parents]
+    # the checkout being worked in first (a clone with a non-editable install), then the
+    # checkout of an editable install
+    candidates = [*(Path.cwd().resolve() / "x").parents, here.parents[3]]
     for root in candidates:
         if (root / "bench" / "conftest.py").is_file() and (root / "conftest.py").is_file():
             return root
