@@ -292,7 +292,7 @@ def lbfgsb(vg: VG, x0: Any, *, gtol: float = 1e-10, ftol: float = 1e-15, maxiter
 def lbfgs_torch(
     vg: VG, x0: Any, *, line_search: bool = True, restarts: int = 0, steps: int = 10,
     max_iter: int = 20, lr: float = 1.0, history_size: int = 100, tolerance_grad: float = 1e-7,
-    tolerance_change: float = 1e-9, stol: float = 1e-8,
+    tolerance_change: float = 1e-9, stol: float = 1e-8, dtype: str = "float64",
 ) -> OptimizeResult:
     """``torch.optim.LBFGS`` driven as the paper's torch-for-R scripts drive ``optim_lbfgs``:
     up to ``steps`` calls of ``optimizer.step(closure)``, each running up to ``max_iter`` L-BFGS
@@ -309,7 +309,9 @@ def lbfgs_torch(
     import torch
 
     x = _as_x0(x0)
-    param = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    # float32 is torch's default dtype: for a vg that computes in single precision
+    tdtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
+    param = torch.tensor(x, dtype=tdtype, requires_grad=True)
     path = [x.copy()]
     last = [np.inf, x.copy()]
 
@@ -318,8 +320,8 @@ def lbfgs_torch(
         J, g = vg(u)
         path.append(u)
         last[0] = float(J)
-        param.grad = torch.as_tensor(np.asarray(g, dtype=np.float64)).reshape(param.shape)
-        return torch.tensor(float(J), dtype=torch.float64)
+        param.grad = torch.as_tensor(np.asarray(g)).to(tdtype).reshape(param.shape)
+        return torch.tensor(float(J), dtype=tdtype)
 
     def make() -> torch.optim.LBFGS:
         return torch.optim.LBFGS(
@@ -343,7 +345,7 @@ def lbfgs_torch(
             loss_old = loss
         nit += int(opt.state[param].get("n_iter", 0))
         J, g = vg(param.detach().numpy().copy())
-        if np.max(np.abs(g)) <= tolerance_grad:
+        if np.max(np.abs(np.asarray(g))) <= tolerance_grad:
             status, message = 0, "gradient below tolerance"
             break
         if stalled:
@@ -351,7 +353,7 @@ def lbfgs_torch(
         if used >= restarts:
             break
         used += 1
-    u = param.detach().numpy().copy()
+    u = param.detach().numpy().astype(np.float64)
     return OptimizeResult(x=u, fun=float(J), nit=nit, nfev=len(path) - 1, ngev=len(path) - 1,
                           status=status, message=message, path=path, restarts=used)
 

@@ -52,8 +52,9 @@ PAPER = {
     (True, False): (300, 300, 300, 300, 300, 300, 300, 300, 299, 300, 300),
     (True, True): (300, 300, 300, 300, 300, 300, 300, 300, 300, 298, 290),
 }
-GRADIENTS = ("numpy", "torch", "jax", "jax-nojit")
-DEFAULT_BACKENDS = ["numpy", "torch", "jax"]
+GRADIENTS = ("numpy", "torch", "jax", "jax-nojit", "torch-float32")
+#: torch-float32: model and optimizer in single precision, to show which cells depend on rounding
+DEFAULT_BACKENDS = ["numpy", "torch", "jax", "torch-float32"]
 
 VG = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
 
@@ -102,18 +103,21 @@ def hand_vg(dx: float) -> VG:
 
 
 # ---- AD versions: the same model written for torch and JAX --------------------------------
-def torch_vg(dx: float) -> VG:
-    """torch autograd through Python control flow (the switch is an ``if`` on the value)."""
+def torch_vg(dx: float, dtype: str = "float64") -> VG:
+    """torch autograd through Python control flow (the switch is an ``if`` on the value);
+    ``float32`` is torch's (and torch for R's) default dtype."""
     import torch
 
+    tdtype = getattr(torch, dtype)
+
     def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
-        x0 = torch.tensor(float(np.asarray(u).reshape(-1)[0]), dtype=torch.float64, requires_grad=True)
+        x0 = torch.tensor(float(np.asarray(u).reshape(-1)[0]), dtype=tdtype, requires_grad=True)
         x = x0
         for _ in range(NSTEPS):
             x = x + DT * (2.0 * x - 2.0 if x.item() < 1.0 else x - (1.0 + dx))
         J = x * x
         (g,) = torch.autograd.grad(J, x0)
-        return float(J.detach()), np.array([float(g)])
+        return float(J.detach()), np.array([float(g)], dtype=dtype)
 
     return vg
 
@@ -152,6 +156,8 @@ def make_vg(gradient: str, dx: float) -> VG:
         return hand_vg(dx)
     if gradient == "torch":
         return torch_vg(dx)
+    if gradient == "torch-float32":
+        return torch_vg(dx, "float32")
     if gradient == "jax":
         return jax_vg(dx, jit=True)
     if gradient == "jax-nojit":
@@ -161,7 +167,7 @@ def make_vg(gradient: str, dx: float) -> VG:
 
 def unavailable(gradient: str) -> str | None:
     """Why ``gradient`` cannot be used here (None when it can)."""
-    need = {"numpy": None, "torch": "torch", "jax": "jax", "jax-nojit": "jax"}
+    need = {"numpy": None, "torch": "torch", "jax": "jax", "jax-nojit": "jax", "torch-float32": "torch"}
     if gradient not in need:
         return f"the discontinuous model has gradients {', '.join(GRADIENTS)} only"
     mod = need[gradient]
@@ -189,9 +195,14 @@ def gradients_for(requested: list[str] | None) -> tuple[list[str], dict[str, str
 
 
 # ---- the optimisation ---------------------------------------------------------------------
-def minimise(vg: VG, x0: float, *, line_search: bool, restart: bool) -> optimize.OptimizeResult:
+def minimise(vg: VG, x0: float, *, line_search: bool, restart: bool, dtype: str = "float64") -> optimize.OptimizeResult:
     """torch L-BFGS as in the paper; ``restart``: up to 10 restarts from steepest descent."""
-    return optimize.lbfgs_torch(vg, [x0], line_search=line_search, restarts=MAX_RESTARTS if restart else 0)
+    return optimize.lbfgs_torch(vg, [x0], line_search=line_search, restarts=MAX_RESTARTS if restart else 0,
+                                dtype=dtype)
+
+
+def dtype_of(gradient: str) -> str:
+    return "float32" if gradient.endswith("float32") else "float64"
 
 
 def converged(res: optimize.OptimizeResult) -> bool:
@@ -211,7 +222,8 @@ def sweep(gradient: str, x0s: tuple[float, ...], dxs: tuple[float, ...], progres
                 vg = make_vg(gradient, dx)
                 n = 0
                 for x0 in x0s:
-                    n += converged(minimise(vg, x0, line_search=line_search, restart=restart))
+                    n += converged(minimise(vg, x0, line_search=line_search, restart=restart,
+                                            dtype=dtype_of(gradient)))
                     bar.update()
                 cells.append({"restart": restart, "line_search": line_search, "dx": dx, "converged": n,
                               "total": len(x0s), "gradient": gradient})
@@ -309,7 +321,7 @@ def run_fig6(*, backends: list[str] | None, quick: bool, outdir: Path, progress:
     for g in use:
         vg = make_vg(g, FIG6_DX)
         for x0, ls in FIG6_RUNS:
-            res = minimise(vg, x0, line_search=ls, restart=False)
+            res = minimise(vg, x0, line_search=ls, restart=False, dtype=dtype_of(g))
             runs.append({"gradient": g, "x0": x0, "line_search": ls, "final_x0": float(res.x[0]), "J": res.fun,
                          "iterations": res.nit, "evaluations": res.nfev, "message": res.message,
                          "converged": converged(res), "path": [float(p[0]) for p in res.path]})
