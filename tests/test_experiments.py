@@ -184,3 +184,18 @@ def test_fig3_mlef_small_ensemble(rng):
     assert r["rel_error_vs_ensemble_exact"] < 1e-2
     assert r["rel_error_percent"] < 10.0
     assert abs(r["analysis_speed"] - 3.03) < 0.05
+
+
+def test_discontinuous_teeth_are_local_minima_with_nonzero_gradient(rng):
+    for dx in rng.uniform(0.5, 3.5, 3):
+        for e in table4.tooth_edges(float(dx)):
+            left, right = table4.cost(e - 1e-9, dx), table4.cost(e + 1e-9, dx)
+            assert right < left  # J jumps down across the edge ...
+            assert table4.hand_gradient(e + 1e-9, dx) > 0  # ... and rises right of it: a tooth bottom
+
+
+def test_line_search_stalls_at_a_tooth_bottom():
+    pytest.importorskip("torch")
+    res = table4.minimise(table4.make_vg("numpy", 3.0), 2.8, line_search=True, restart=False)
+    assert not table4.converged(res)
+    assert min(abs(float(res.x[0]) - e) for e in table4.tooth_edges(3.0)) < 1e-3

@@ -94,6 +94,21 @@ def cost_curve(x0: np.ndarray, dx: float) -> np.ndarray:
     return x * x
 
 
+def tooth_edges(dx: float) -> list[float]:
+    """First guesses x0 > 1 whose k-th state (k = 1..3) lands exactly on the switch x_k = 1.
+
+    Just right of each, J jumps down (the state there takes the f2 branch one step longer), so
+    each is the bottom of a tooth of the sawtooth: a local minimum where the gradient is not 0.
+    """
+    edges = []
+    for k in range(1, NSTEPS):
+        x = 1.0
+        for _ in range(k):
+            x = (x + DT * (1.0 + dx)) / (1.0 + DT)  # inverse of an Euler step on f2
+        edges.append(x)
+    return edges
+
+
 def hand_vg(dx: float) -> VG:
     def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
         x0 = float(np.asarray(u).reshape(-1)[0])
@@ -354,7 +369,9 @@ def run_fig6(*, backends: list[str] | None, quick: bool, outdir: Path, progress:
                  f"dotted: global minimiser {X_STAR:.4f}", fontsize=10)
     fig.tight_layout()
     header = ["gradient", "x0", "line search", "final x0", "J", "L-BFGS iterations", "evaluations", "global min?"]
-    md = [f"# {FIG6_TITLE}\n", f"δx = {FIG6_DX:g} (f2 = x - 4), torch L-BFGS as in Tbl. 4, no restart.\n",
+    edges = tooth_edges(FIG6_DX)
+    md = [f"# {FIG6_TITLE}\n", f"δx = {FIG6_DX:g} (f2 = x - 4), torch L-BFGS as in Tbl. 4, no restart. Bottoms of "
+          "the sawtooth's teeth (x0 with x_k = 1 for k = 1, 2, 3): " + ", ".join(f"{e:.5f}" for e in edges) + ".\n",
           md_table(header, [[r["gradient"], r["x0"], "strong Wolfe" if r["line_search"] else "none",
                              f"{r['final_x0']:.6g}", f"{r['J']:.3g}", r["iterations"], r["evaluations"],
                              r["converged"]] for r in runs]),
@@ -364,7 +381,7 @@ def run_fig6(*, backends: list[str] | None, quick: bool, outdir: Path, progress:
     if skipped:
         md.append("\nSkipped: " + "; ".join(f"`{k}`: {v}" for k, v in skipped.items()))
     markdown = "\n".join(md)
-    data = {"experiment": "fig6", "title": FIG6_TITLE, "dx": FIG6_DX, "x_star": X_STAR, "runs": runs,
+    data = {"experiment": "fig6", "title": FIG6_TITLE, "dx": FIG6_DX, "x_star": X_STAR, "tooth_edges": edges, "runs": runs,
             "skipped": skipped}
     files = write(outdir, "fig6", data, markdown, fig)
     stdout = [{k: v for k, v in r.items() if k != "path"} for r in runs]
