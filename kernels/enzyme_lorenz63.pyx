@@ -2,9 +2,11 @@
 """adjointbench._enzyme: the Enzyme-differentiated Lorenz-63 kernel (kernels/lorenz63_enzyme.cpp).
 
 The object file linked in (built by build_tools/ext_enzyme.py from the IR in
-kernels/generated/) exports enzyme-ad's ``entry(void** outs, void** ins)`` ABI once per front
-door.  ``Lorenz63Enzyme`` owns every buffer those pointers refer to, allocated once for a
-problem, and checks every size before native code runs: the C++ side trusts them.
+kernels/generated/) exports the front door ``lorenz63_entry`` with enzyme-ad's
+``entry(void** outs, void** ins)`` ABI as ``adjointbench_enzyme_lorenz63``.
+``Lorenz63Enzyme`` holds one problem's observations, converted and checked once; every size
+is checked before native code runs (the C++ side trusts them), and the few per-call buffers
+live on the C stack.
 """
 
 import numpy as np
@@ -58,12 +60,12 @@ cdef class Lorenz63Enzyme:
     handed to ``check`` (the problem's ``check_control``: converts it or raises ValueError).
     """
 
-    cdef object _u, _reals, _sizes, _steps, _obs, _res, _u_final
-    cdef double[::1] u_v, reals_v, res_v, u_final_v
-    cdef int32_t[::1] sizes_v
-    cdef object _no_costs, check, empty
-    cdef void *ins[5]
-    cdef void *outs[3]
+    cdef object _steps, _obs, check, empty
+    cdef const int32_t *steps
+    cdef const double *obs
+    cdef double params[3]
+    cdef double dt
+    cdef int32_t nobs
     cdef readonly int n_control
 
     def __init__(self, double dt, params, steps, obs, int n_control, check=None):
@@ -87,67 +89,77 @@ cdef class Lorenz63Enzyme:
         self.n_control = n_control
         self.check = check
         self.empty = np.empty
-        self._u = np.empty(6)
-        self._u[3:] = p
-        self._reals = np.array([dt, 0.0])
-        self._sizes = np.array([s.size, n_control, 0], dtype=np.int32)
+        self.dt = dt
+        self.params[0], self.params[1], self.params[2] = p
+        self.nobs = <int32_t>s.size
+        # read-only after this; the per-call buffers live on the C stack of each call, so
+        # calls from several threads (the kernel runs without the GIL) do not share them
         self._steps = np.ascontiguousarray(s, dtype=np.int32)
         self._obs = o.copy()
-        self._res = np.zeros(7)
-        self._u_final = np.zeros(6)
-        self._no_costs = np.zeros(1)
-        self.u_v = self._u
-        self.reals_v = self._reals
-        self.sizes_v = self._sizes
-        self.res_v = self._res
-        self.u_final_v = self._u_final
-        cdef int32_t[::1] steps_v = self._steps
-        cdef double[::1] obs_v = self._obs.reshape(-1)
-        self.ins[0] = &self.u_v[0]
-        self.ins[1] = &self.reals_v[0]
-        self.ins[2] = &self.sizes_v[0]
-        self.ins[3] = &steps_v[0]
-        self.ins[4] = &obs_v[0]
-        cdef double[::1] no_costs_v = self._no_costs
-        self.outs[0] = &self.res_v[0]
-        self.outs[1] = &self.u_final_v[0]
-        self.outs[2] = &no_costs_v[0]
+        cdef const int32_t[::1] steps_v = self._steps
+        cdef const double[::1] obs_v = self._obs.reshape(-1)
+        self.steps = &steps_v[0]
+        self.obs = &obs_v[0]
 
-    cdef int _load(self, object u) except -1:
-        """u (validated) into the first n_control entries of the u buffer."""
+    cdef int _load(self, object u, double *dst) except -1:
+        """dst[0:6] = the full control: u validated, then the fixed parameters for 'state'."""
         cdef Py_ssize_t i
-        cdef double *dst = &self.u_v[0]
         if not read_doubles(u, self.n_control, dst):
             if self.check is None or not read_doubles(self.check(u), self.n_control, dst):
                 raise ValueError(f"control vector must be a float64 vector of length {self.n_control}")
         for i in range(self.n_control):
             if not isfinite(dst[i]):
                 raise ValueError("control vector must be finite")
+        if self.n_control == 3:
+            dst[3] = self.params[0]
+            dst[4] = self.params[1]
+            dst[5] = self.params[2]
         return 0
+
+    cdef void _call(self, double *u, double *res, double *u_final, double *costs,
+                    double step, int32_t iterations) noexcept nogil:
+        """lorenz63_entry through enzyme-ad's entry(outs, ins) ABI."""
+        cdef double reals[2]
+        cdef int32_t sizes[3]
+        cdef void *outs[3]
+        cdef void *ins[5]
+        reals[0] = self.dt
+        reals[1] = step
+        sizes[0] = self.nobs
+        sizes[1] = self.n_control
+        sizes[2] = iterations
+        outs[0] = res
+        outs[1] = u_final
+        outs[2] = costs
+        ins[0] = u
+        ins[1] = reals
+        ins[2] = sizes
+        ins[3] = <void *>self.steps
+        ins[4] = <void *>self.obs
+        adjointbench_enzyme_lorenz63(outs, ins)
 
     cpdef tuple vg(self, object u):
         """(J, dJ/du) at the control vector u (length n_control); dJ/du a new float64 array."""
-        self._load(u)
-        self.sizes_v[2] = 0
+        cdef double c[6]
+        cdef double res[7]
+        cdef double unused[6]
+        self._load(u, c)
         with nogil:
-            adjointbench_enzyme_lorenz63(self.outs, self.ins)
-        return self.res_v[0], new_vector(self.empty, &self.res_v[1], self.n_control)
+            self._call(c, res, unused, unused, 0.0, 0)
+        return res[0], new_vector(self.empty, &res[1], self.n_control)
 
-    def descent(self, object u0, double step, double[::1] costs):
-        """Steepest descent from u0, len(costs) evaluations; fills costs, returns the final u."""
-        if costs.shape[0] < 1 or costs.shape[0] > INT32_MAX:
-            raise ValueError("costs must have between 1 and 2**31-1 entries")
+    cpdef tuple descent(self, object u0, Py_ssize_t iterations, double step):
+        """(final control, cost at each iterate) of ``iterations`` steps of steepest descent."""
+        cdef double c[6]
+        cdef double u_final[6]
+        cdef double res[7]
+        if iterations < 1 or iterations > INT32_MAX:
+            raise ValueError(f"iterations must be between 1 and {INT32_MAX}, got {iterations}")
         if not isfinite(step):
             raise ValueError(f"step must be finite, got {step!r}")
-        self._load(u0)
-        self.reals_v[1] = step
-        cdef void *no_costs = self.outs[2]
-        self.sizes_v[2] = <int32_t>costs.shape[0]
-        self.outs[2] = &costs[0]
-        try:
-            with nogil:
-                adjointbench_enzyme_lorenz63(self.outs, self.ins)
-        finally:
-            self.outs[2] = no_costs
-            self.sizes_v[2] = 0
-        return self._u_final[:self.n_control].copy()
+        self._load(u0, c)
+        costs = np.empty(iterations)
+        cdef double[::1] costs_v = costs
+        with nogil:
+            self._call(c, res, u_final, &costs_v[0], step, <int32_t>iterations)
+        return new_vector(self.empty, u_final, self.n_control), costs

@@ -52,11 +52,10 @@ class EnzymeAOTBackend(Backend):
         self, problem: Lorenz63Problem, *, iterations: int, step: float, device: str, dtype: str
     ) -> Callable[[np.ndarray], DescentResult]:
         descent = _kernel(problem).descent
-        costs = np.empty(iterations)
 
         def run(u0: np.ndarray) -> DescentResult:
-            u = descent(u0, step, costs)
-            return DescentResult(u=u, costs=costs.copy())
+            u, costs = descent(u0, iterations, step)
+            return DescentResult(u=u, costs=costs)
 
         return run
 
