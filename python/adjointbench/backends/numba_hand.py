@@ -10,9 +10,9 @@ backend and the complex-step reference keep running them interpreted).
 
 Per-call overhead is most of what separates this backend from C at the paper's problem
 (about a microsecond of work per gradient), so:
-- the compiled entry ``vg_entry`` takes just the control vector, the observation steps and
-  one work buffer holding every other array (numba dispatch costs ~0.05 us per array
-  argument, and boxing a returned array more than copying the gradient in Python);
+- the compiled entry ``vg_entry`` takes just the control vector, the observation steps, one
+  work buffer holding every other array, and the output gradient (numba dispatch costs
+  ~0.05 us per array argument, and boxing a returned array ~0.3 us);
 - every entry is compiled for explicit signatures in ``prepare``, so the dispatcher never
   compiles at call time and matches arguments against one signature;
 - ``problem.check_control`` (a few microseconds of NumPy calls) runs only when the input is
@@ -85,12 +85,17 @@ def _build() -> dict[str, Any]:
             return kernel(u[0], u[1], u[2], u[3], u[4], u[5], p[3], steps, obs, w, v, d, grad)
         return kernel(u[0], u[1], u[2], p[0], p[1], p[2], p[3], steps, obs, w, v, d, grad)
 
-    def vg_entry(u, steps, work):
+    def vg_entry(u, steps, work, out):
+        # out: the caller's fresh gradient, filled here while the GIL is held (the work buffer
+        # is shared by every call of one prepared vg, from any thread)
         for i in range(u.shape[0]):
             if not np.isfinite(u[i]):
                 return _NOT_FINITE
         p, obs, grad, d, w, v = views(steps, work)
-        return evaluate(u, steps, p, obs, grad, d, w, v)
+        J = evaluate(u, steps, p, obs, grad, d, w, v)
+        for i in range(out.shape[0]):
+            out[i] = grad[i]
+        return J
 
     def descent(u, iterations, step, steps, work, costs):
         # the Tbl. 3 loop of python_descent, with the same update u <- u - step * grad
@@ -103,7 +108,7 @@ def _build() -> dict[str, Any]:
     views = numba.njit(views)
     evaluate = numba.njit(evaluate)
     return {
-        "vg": numba.njit(f(C1, I1, C1))(vg_entry),
+        "vg": numba.njit(f(C1, I1, C1, C1))(vg_entry),
         "descent": numba.njit(void(C1, int64, f, I1, C1, C1))(descent),
     }
 
@@ -122,8 +127,8 @@ def _kernels() -> tuple[dict[str, Any], float]:
         return _compiled, _compile_s
 
 
-def _work_buffer(problem: Lorenz63Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, work, grad view) for the compiled entries, allocated once per prepare.
+def _work_buffer(problem: Lorenz63Problem) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, work) for the compiled entries, allocated once per prepare.
 
     work = [sigma, r, beta, dt | obs (K x 3) | grad (6) | d (K x 3) | w (N x 3) | v (N x 3)]
     with K observations and N = last observation step + 1 states.
@@ -134,7 +139,7 @@ def _work_buffer(problem: Lorenz63Problem) -> tuple[np.ndarray, np.ndarray, np.n
     work = np.zeros(10 + 6 * k + 6 * n)
     work[:4] = [problem.params["sigma"], problem.params["r"], problem.params["beta"], problem.dt]
     work[4:4 + 3 * k] = problem.obs_values.ravel()
-    return steps, work, work[4 + 3 * k:4 + 3 * k + problem.n_control]
+    return steps, work
 
 
 class NumbaBackend(Backend):
@@ -149,8 +154,10 @@ class NumbaBackend(Backend):
 
         kernels, spent = _kernels()
         entry = kernels["vg"]
-        steps, work, grad = _work_buffer(problem)
-        shape = (problem.n_control,)
+        steps, work = _work_buffer(problem)
+        n = problem.n_control
+        shape = (n,)
+        empty = np.empty
         check = problem.check_control
         ndarray = np.ndarray
 
@@ -159,10 +166,11 @@ class NumbaBackend(Backend):
             if not (type(u) is ndarray and u.dtype is _F64 and u.shape == shape and u.flags.c_contiguous
                     and u.flags.writeable):
                 u = np.array(check(u))
-            J = entry(u, steps, work)
+            g = empty(n)
+            J = entry(u, steps, work, g)
             if J == _NOT_FINITE:
                 raise ValueError("control vector must be finite")
-            return J, grad.copy()
+            return J, g
 
         return Prepared(
             vg, problem, device=device, dtype=dtype, compile_s=spent,
@@ -174,7 +182,7 @@ class NumbaBackend(Backend):
     ) -> Callable[[np.ndarray], DescentResult]:
         kernels, _ = _kernels()
         descent = kernels["descent"]
-        steps, work, _ = _work_buffer(problem)
+        steps, work = _work_buffer(problem)
 
         def run(u0: np.ndarray) -> DescentResult:
             u = np.array(problem.check_control(u0))
