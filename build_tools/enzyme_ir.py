@@ -99,8 +99,8 @@ def emit_object(modules: Iterable[tuple[str, str, str]], path: str) -> None:
 
     ``modules`` holds (name, IR text, symbol): each module's ``entry`` function (the ABI of
     enzyme_ad's compile_to_llvm) is renamed to ``symbol``, a name the extension can own, and
-    several modules may share one object.  Position-independent code, generic x86-64: the object goes into a shared
-    library and must run wherever the wheel is installed.
+    several modules may share one object.  Position-independent code for generic x86-64: the
+    object goes into a shared library that must run wherever the wheel is installed.
     """
     import llvmlite.binding as llvm
 

@@ -22,7 +22,7 @@ MODULE = "_enzyme"
 
 
 def _kernel(problem: Lorenz63Problem):
-    """The native kernel with this problem's buffers (allocated once, sizes checked there)."""
+    """The native kernel for this problem: observations converted and sizes checked once."""
     mod, reason = native.load(MODULE)
     if mod is None:
         raise ValueError(reason)
