@@ -127,7 +127,8 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
     header = ["gradient", "optimizer", "n", "J evals", "r", "σ", "β", "X", "Y", "Z", "J", "max err", "time"]
     md = [f"# {TITLE}\n", "Ours (this machine; error-free observations; first guess (r, σ, β, X, Y, Z) = "
           "(30, 11, 2, 1.1, 3.3, 5.5); truth (32, 10, 8/3, 1, 3, 5)). n: gradient evaluations for nvm and "
-          "optim-BFGS (as R counts them), iterations for scipy and torch. 'max err' = max |estimate - truth|.\n"]
+          "optim-BFGS (as R counts them), iterations for scipy and torch. 'max err' = max |estimate - truth|. 'time' is wall-clock on a machine shared with other jobs: "
+          "indicative only (Tbl. 3 is the timing experiment).\n"]
     for setup in setups:
         md.append(f"\n## {setup}\n")
         md.append(md_table(header, [
