@@ -61,6 +61,9 @@ class JaxNoJitBackend(_JaxBase):
     name = "jax-nojit"
     kind = "AD, eager"
     description = "the same jax.value_and_grad under jax.disable_jit() (paper Tbl. 3 'JAX without JIT')"
+    #: ~10 ms per time step per call (seconds for the paper's window, as in Tbl. 3): a hint for
+    #: test and benchmark suites to keep this backend's problems short
+    slow = True
 
     def _prepare(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Prepared:
         from . import _jax_model
