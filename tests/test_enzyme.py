@@ -260,13 +260,15 @@ def test_jit_route_without_source_says_why(monkeypatch, tmp_path):
 @pytest.mark.parametrize("control", ["state", "state+params"])
 def test_forward_model_rounds_as_list_1(rng, control):
     # Long windows of the chaotic model amplify any change in how the forward step rounds:
-    # algebraically equal but faster forms of List 1 gave gradients off the complex-step
-    # reference by 1e-11 to 1e-8 on such windows; written as List 1, the kernel stays ~1e-13.
+    # algebraically equal but faster forms of List 1 put J 1e-13..1e-12 and the gradient
+    # 1e-11..1e-8 away from the complex-step reference on such windows.  Written as List 1,
+    # J agrees to the last bits (only the order of the final sum differs) and the gradient
+    # stays below ~5e-13 (largest of 1500 random long windows).
     long_windows = []
     while len(long_windows) < 6:
         p = random_problem(rng, control)
         if p.last_obs_step * p.dt >= 3.5:
             long_windows.append(p)
     for p in long_windows:
-        res = verify.check_vg("enzyme", BACKEND.prepare(p), p, tolerance=1e-12)
-        assert res.passed, f"{res} on {p.to_json()}"
+        res = verify.check_vg("enzyme", BACKEND.prepare(p), p, tolerance=1e-11)
+        assert res.J_error <= 1e-14 and res.grad_error <= 1e-11, f"{res} on {p.to_json()}"
