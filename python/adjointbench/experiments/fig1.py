@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import Outcome, md_table, pyplot, write
+from . import Outcome, md_table, pyplot, skipped_md, write
 
 NAME = "fig1"
 TITLE = "Fig. 1: finite differences vs complex step for f(x) = x^(9/2) at x = 1.5"
@@ -114,6 +114,7 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
         + ", ".join(f"{r['h']:g}" for r in rows if r["cs_rel_error"] == 0)
         + " (paper: exact at 1e-8, 1e-9, 1e-19; which h land exactly depends on the rounding of the complex power).",
     ])
+    markdown += skipped_md(skipped)
     data = {"experiment": NAME, "title": TITLE, "x": X, "exact": exact_derivative(X), "h_opt": hopt,
             "paper_h_opt": PAPER_H_OPT, "rows": rows, "skipped": skipped}
     files = write(outdir, NAME, data, markdown, fig)

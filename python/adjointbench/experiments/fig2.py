@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import optimize
-from . import Outcome, md_table, pyplot, write
+from . import Outcome, md_table, pyplot, skipped_md, write
 
 NAME = "fig2"
 TITLE = "Fig. 2: Rosenbrock function from (-1, -1) by Gauss-Newton"
@@ -88,6 +88,7 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
         for r in rows])
     markdown = "\n".join([f"# {TITLE}\n", table, f"\nPaper: converges in {PAPER_STEPS} steps with CSDA derivatives "
                           "(as with analytic ones)."])
+    markdown += skipped_md(skipped)
     data = {"experiment": NAME, "title": TITLE, "start": list(START), "rows": rows, "paper_steps": PAPER_STEPS,
             "skipped": skipped}
     files = write(outdir, NAME, data, markdown, fig)

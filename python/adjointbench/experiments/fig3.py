@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import Outcome, md_table, pyplot, write
+from . import Outcome, md_table, pyplot, skipped_md, write
 
 NAME = "fig3"
 TITLE = "Fig. 3: MLEF analysis of a 3 m/s wind-speed observation"
@@ -197,6 +197,7 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
         f"Gauss-Newton steps {min(spread_steps)}-{max(spread_steps)} "
         f"({spread_steps.count(2)} of {N_SEEDS} with 2 steps).",
     ])
+    markdown += skipped_md(skipped)
     data = {"experiment": NAME, "title": TITLE, "results": results,
             "seeds": [{k: r[k] for k in ("seed", "steps", "rel_error_percent", "rel_error_vs_ensemble_exact")}
                       for r in spread], "paper_rel_error_percent": PAPER_REL_ERROR_PERCENT,
