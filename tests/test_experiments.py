@@ -139,6 +139,7 @@ def test_discontinuous_hand_adjoint_equals_complex_step(rng):
 
 
 def test_table4_cli_quick_json(tmp_path):
+    pytest.importorskip("torch")
     rc, out, err = cli("experiment", "table4", "--quick", "--json", "--backend", "numpy", "--outdir", str(tmp_path))
     assert rc == 0, err
     cells = json.loads(out)

@@ -194,6 +194,9 @@ def unavailable(gradient: str) -> str | None:
 def gradients_for(requested: list[str] | None) -> tuple[list[str], dict[str, str]]:
     from ..backends import names
 
+    if importlib.util.find_spec("torch") is None:
+        raise ValueError("Tbl. 4 and Fig. 6 use torch.optim.LBFGS (the paper's optimiser): install torch")
+
     if requested:
         known = set(names()) | set(GRADIENTS)
         for n in requested:
