@@ -19,9 +19,13 @@ from glob import glob
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STATUS_FILE = "_native_build.json"
+#: native sources that run-time code compiles itself (C yardstick, Enzyme JIT route): shipped
+#: inside the package as adjointbench/_kernels/<path> so an installed wheel has them too
+RUNTIME_SOURCES = ("c_reference/lorenz63_adjoint.c", "lorenz63_enzyme.cpp")
 
 
 def _load(path: str):
@@ -68,6 +72,15 @@ class OptionalBuildExt(build_ext):
         with open(target, "w") as f:
             json.dump(self._status, f, indent=1)
 
+    def copy_extensions_to_source(self) -> None:
+        # in-place/editable builds copy each built .so into the tree: skip the ones that failed
+        failed = {n for n, s in self._status.items() if not s["built"]}
+        kept, self.extensions = self.extensions, [e for e in self.extensions if e.name not in failed]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = kept
+
     def get_outputs(self):
         outputs = super().get_outputs()
         if not self.inplace:
@@ -75,4 +88,17 @@ class OptionalBuildExt(build_ext):
         return outputs
 
 
-setup(ext_modules=native_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+class BuildPyWithKernels(build_py):
+    """build_py that also ships RUNTIME_SOURCES from kernels/ inside the package."""
+
+    def run(self) -> None:
+        super().run()
+        for rel in RUNTIME_SOURCES:
+            src = os.path.join(HERE, "kernels", rel)
+            if os.path.isfile(src):
+                dst = os.path.join(self.build_lib, "adjointbench", "_kernels", rel)
+                self.mkpath(os.path.dirname(dst))
+                self.copy_file(src, dst)
+
+
+setup(ext_modules=native_extensions(), cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithKernels})

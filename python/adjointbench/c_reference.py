@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .backends.base import TBL3_ITERATIONS, TBL3_STEP
+from .native import kernel_source
 from .problem import PARAM_NAMES, Lorenz63Problem
 
 SOURCE_NAME = "lorenz63_adjoint.c"
@@ -43,11 +44,11 @@ class CReferenceUnavailable(RuntimeError):
 
 
 def source_path() -> Path:
-    """The C source, found in the source checkout (it is not installed with the package)."""
-    path = Path(__file__).resolve().parents[2] / "kernels" / "c_reference" / SOURCE_NAME
-    if not path.is_file():
-        raise CReferenceUnavailable(f"C reference source not found at {path} (needs a source checkout of adjointbench)")
-    return path
+    """The C source: shipped in the package, or in a source checkout (``native.kernel_source``)."""
+    try:
+        return kernel_source(f"c_reference/{SOURCE_NAME}")
+    except FileNotFoundError as e:
+        raise CReferenceUnavailable(str(e)) from None
 
 
 def available(compiler: str = "gcc") -> tuple[bool, str]:

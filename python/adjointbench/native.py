@@ -25,3 +25,16 @@ def load(module: str) -> tuple[ModuleType | None, str]:
     except ImportError as e:
         why = build_status(module) or f"{e}"
         return None, f"native extension adjointbench.{module} is not built ({why}); reinstall with the build toolchain"
+
+
+def kernel_source(relpath: str) -> Path:
+    """A file of kernels/: shipped in the package (adjointbench/_kernels/) or in a source checkout.
+
+    Raises FileNotFoundError naming both places when neither has it.
+    """
+    here = Path(__file__).resolve().parent
+    candidates = (here / "_kernels" / relpath, here.parents[1] / "kernels" / relpath)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"kernel source {relpath} not found (looked in {', '.join(map(str, candidates))})")

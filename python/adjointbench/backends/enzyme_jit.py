@@ -10,15 +10,15 @@ prepare and JAX's dispatch on every call.  The C++ source is read from the sourc
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..native import kernel_source
 from ..problem import PARAM_NAMES, Lorenz63Problem
 from .base import Backend, DescentResult, Prepared, missing_modules, timed
 
-SOURCE = Path(__file__).resolve().parents[3] / "kernels" / "lorenz63_enzyme.cpp"
+SOURCE = "lorenz63_enzyme.cpp"
 FRONT_DOOR = "lorenz63_vg_tensor"
 
 
@@ -28,7 +28,7 @@ def _compiled(problem: Lorenz63Problem, iterations: int | None = None, step: flo
     import jax.numpy as jnp
     from enzyme_ad.jax import cpp_call
 
-    source = SOURCE.read_text()
+    source = kernel_source(SOURCE).read_text()
     n = problem.n_control
     reals = np.array([problem.dt])
     steps = np.asarray(problem.obs_steps, dtype=np.int32)
@@ -64,8 +64,10 @@ class EnzymeJITBackend(Backend):
         reason = missing_modules(*self.requires)
         if reason:
             return False, reason
-        if not SOURCE.is_file():
-            return False, f"C++ source not found at {SOURCE} (the JIT route needs a source checkout of adjointbench)"
+        try:
+            kernel_source(SOURCE)
+        except FileNotFoundError as e:
+            return False, str(e)
         return True, ""
 
     @staticmethod

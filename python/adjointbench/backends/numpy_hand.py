@@ -13,21 +13,25 @@ from ..problem import Lorenz63Problem
 from .base import Backend, Prepared, WorkArrays
 
 
-def make_vg(problem: Lorenz63Problem, kernel=hand_adjoint.value_and_grad):
-    """vg(u) for the array kernel ``kernel`` (interpreted or compiled), buffers allocated once."""
+def make_vg(problem: Lorenz63Problem):
+    """vg(u) running the List 2 kernel interpreted.
+
+    Work arrays are allocated per call (about 1 µs against ~0.4 ms of interpreted loops), so
+    concurrent calls from several threads cannot overwrite each other's trajectory.
+    """
     wk = WorkArrays.for_problem(problem)
     n = problem.n_control
     sigma, r, beta = (problem.params[k] for k in ("sigma", "r", "beta"))
     dt = problem.dt
     check = problem.check_control
+    kernel = hand_adjoint.value_and_grad
 
     def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
         u = check(u)
-        if n == 6:
-            J = kernel(u[0], u[1], u[2], u[3], u[4], u[5], dt, wk.steps, wk.obs, wk.w, wk.v, wk.d, wk.grad)
-        else:
-            J = kernel(u[0], u[1], u[2], sigma, r, beta, dt, wk.steps, wk.obs, wk.w, wk.v, wk.d, wk.grad)
-        return float(J), wk.grad[:n].copy()
+        s, p_, b = (u[3], u[4], u[5]) if n == 6 else (sigma, r, beta)
+        w, v, d, grad = np.empty_like(wk.w), np.empty_like(wk.v), np.empty_like(wk.d), np.zeros(6)
+        J = kernel(u[0], u[1], u[2], s, p_, b, dt, wk.steps, wk.obs, w, v, d, grad)
+        return float(J), grad[:n].copy()
 
     return vg
 
