@@ -16,6 +16,11 @@ from adjointbench.testing import random_problem
 GRADIENT_BACKENDS = [b.name for b in all_backends() if b.kind != "reference"]
 
 
+def max_steps(name):
+    """Short windows for backends marked slow (eager JAX costs ~10 ms per time step)."""
+    return 20 if ab.backend(name).slow else 250
+
+
 def prepared_or_skip(name, problem, **kw):
     b = ab.backend(name)
     ok, reason = b.available()
@@ -27,7 +32,7 @@ def prepared_or_skip(name, problem, **kw):
 @pytest.mark.parametrize("control", ["state", "state+params"])
 @pytest.mark.parametrize("name", GRADIENT_BACKENDS)
 def test_matches_complex_step_on_random_problems(name, control, rng):
-    problems = [random_problem(rng, control) for _ in range(5)]
+    problems = [random_problem(rng, control, max_steps=max_steps(name)) for _ in range(5)]
     # the ends of the window are always covered: one problem observed at 0 only, one at nsteps only
     p = problems[0]
     problems.append(p.with_(obs_steps=[0], obs_values=p.obs_values[:1]))
@@ -67,7 +72,8 @@ def test_wrong_sizes_are_value_errors(name):
 @pytest.mark.parametrize("name", GRADIENT_BACKENDS)
 def test_calls_do_not_interfere(name, rng):
     """Two prepared problems used alternately keep giving their own answers."""
-    a, b = random_problem(rng, "state+params"), random_problem(rng, "state")
+    a = random_problem(rng, "state+params", max_steps=max_steps(name))
+    b = random_problem(rng, "state", max_steps=max_steps(name))
     va, vb = prepared_or_skip(name, a), prepared_or_skip(name, b)
     ja, ga = va(a.u0)
     jb, gb = vb(b.u0)

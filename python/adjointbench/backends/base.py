@@ -103,6 +103,8 @@ class Backend:
     kind: str = ""
     description: str = ""
     fused: bool = False
+    #: seconds per call, not microseconds (e.g. eager JAX): tests and quick benchmarks use short windows
+    slow: bool = False
     dtypes: tuple[str, ...] = ("float64",)
     #: modules that must be importable for ``available()``
     requires: tuple[str, ...] = ()
