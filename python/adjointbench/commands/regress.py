@@ -23,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", default="numpy", metavar="BACKEND", help="backend whose time divides the others' (default numpy)")
     p.add_argument("--jitter-weight", type=float, default=1.0,
                    help="extra room per unit of the rows' (median-min)/min jitter (default 1; 0: none)")
-    p.add_argument("--few-rounds-threshold", type=float, default=2.0,
-                   help=f"threshold for rows timed in < {report.FEW_ROUNDS} rounds (seconds-long calls; default 2.0 = 3x)")
+    p.add_argument("--few-rounds-threshold", type=float, default=3.0,
+                   help=f"threshold for rows timed in < {report.FEW_ROUNDS} rounds (seconds-long calls; default 3.0: 4x)")
     p.add_argument("--group", action="append", choices=report.GROUPS, metavar="GROUP",
                    help="benchmark group to compare (repeatable; default gradient and tbl3)")
     p.add_argument("--strict", action="store_true", help="also fail when a baseline row is missing from the current run")
