@@ -18,8 +18,9 @@ from adjointbench import verify
 from adjointbench.backends import backend, python_descent
 
 def _run(benchmark, config) -> dict:
-    if config.getoption("ab_backend"):
-        pytest.skip("the C yardstick runs only when no --ab-backend selection is given")
+    if config.getoption("ab_backend") or not {"cpu"} >= set(config.getoption("ab_device")) \
+            or not {"float64"} >= set(config.getoption("ab_dtype")):
+        pytest.skip("the C yardstick (cpu, float64) runs only without a --ab-backend selection")
     quick = config.getoption("ab_quick")
     c_reference = pytest.importorskip("adjointbench.c_reference")
     ok, reason = c_reference.available()

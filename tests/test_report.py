@@ -279,3 +279,22 @@ def test_plot_writes_pngs(tmp_path, capsys):
     assert cli.main(["plot", str(f), "--out", str(out)]) == 0
     for name in ("tbl3.png", "call_vs_compile.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _collect(*args: str) -> str:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    return proc.stdout
+
+
+def test_root_benchmark_only_runs_bench_and_plain_runs_never_do():
+    pytest.importorskip("pytest_benchmark")
+    routed = _collect("--benchmark-only", "--ab-backend", "numpy")
+    assert "bench/test_gradient.py::test_gradient[numpy-cpu-float64]" in routed
+    assert "tests/" not in routed
+    # `pytest .` must not start the benchmark by accident (tests/ left out here only for speed)
+    assert "bench/" not in _collect(".", "--ignore=tests")

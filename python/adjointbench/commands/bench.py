@@ -9,6 +9,7 @@ run never overwrites another and a half-written file never appears under a resul
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -103,9 +104,14 @@ def run(args: argparse.Namespace) -> int:
         rc = subprocess.call(pytest_command(root, args, tmp), cwd=root)
         if rc == 5:
             raise ValueError("no benchmark was collected (check --backend/--device/--dtype/-k)")
+        nothing = "nothing was benchmarked: no available backend matches --backend/--device/--dtype here"
         if tmp.stat().st_size == 0:
+            if rc == 0:
+                raise ValueError(nothing)
             print(f"error: pytest exited with status {rc} and wrote no results", file=sys.stderr)
-            return rc or 1
+            return rc
+        if not json.loads(tmp.read_text()).get("benchmarks"):
+            raise ValueError(nothing)
         path = place(tmp, folder, stem)
     finally:
         if tmp.exists():
