@@ -35,13 +35,14 @@ class Policy:
     workload_cap_s: float
     workload_cap_other_dtype_s: float
     compile_rounds: int
+    truncated_rounds: int = 1
     max_rounds: int = 2000
     #: a round of a fast call repeats it until the round lasts this long (timer resolution)
     min_round_s: float = 2e-4
 
 
 QUICK = Policy(gradient_s=0.25, gradient_min_rounds=3, tbl3_s=0.5, tbl3_min_rounds=3, workload_cap_s=1.5,
-               workload_cap_other_dtype_s=1.5, compile_rounds=1, max_rounds=400)
+               workload_cap_other_dtype_s=1.5, compile_rounds=1, truncated_rounds=3, max_rounds=400)
 #: full: JAX without JIT takes 2.5-6 s per call here (quiet vs. shared machine), so its whole
 #: workload alone would take 4-10 minutes; capping it at 2 minutes (scaled, and said so) keeps
 #: the full run within 15 minutes.  A cold start over SLOW_PREPARE_S in-process gets one round.

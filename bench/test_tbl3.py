@@ -20,15 +20,18 @@ from _bench import estimate, fused_driver, gated, record, rounds_for, workload_c
 def test_tbl3_python(benchmark, case, pol):
     g = gated(case)
     u0 = g.problem.u0
-    est = g.call_s * TBL3_ITERATIONS
-    iterations = TBL3_ITERATIONS
     cap = workload_cap(pol, case)
-    if est > cap:
-        iterations = int(max(1, min(TBL3_ITERATIONS, cap // g.call_s)))
+    if g.call_s * TBL3_ITERATIONS > cap:
+        # the first k iterations, in pol.truncated_rounds rounds (quick: 3, so the minimum has
+        # a chance to find a quiet moment; full: one long round)
+        rounds = pol.truncated_rounds
+        iterations = int(max(1, min(TBL3_ITERATIONS, cap // (g.call_s * rounds))))
+    else:
+        iterations = TBL3_ITERATIONS
+        rounds, _ = rounds_for(g.call_s * iterations, pol.tbl3_s, pol.tbl3_min_rounds, pol)
+        if g.call_s * iterations > 10.0:  # one round is already long
+            rounds = 1
     est = g.call_s * iterations
-    rounds, _ = rounds_for(est, pol.tbl3_s, pol.tbl3_min_rounds, pol)
-    if est > 10.0 or iterations < TBL3_ITERATIONS:  # jax-nojit-like rows: one round is seconds to minutes
-        rounds = 1
     record(benchmark, g, "tbl3", "python", iterations=iterations)
     res = benchmark.pedantic(python_descent, args=(g.vg, u0, iterations, TBL3_STEP), rounds=rounds,
                              iterations=1, warmup_rounds=0 if est > 1.0 else 1)
