@@ -398,7 +398,8 @@ def _markdown(df: pd.DataFrame) -> str:
 
 def _latex(df: pd.DataFrame) -> str:
     def esc(s: str) -> str:
-        return re.sub(r"([&%$#_{}])", r"\\\1", s).replace("µ", r"$\mu$").replace("×", r"$\times$")
+        return re.sub(r"([&%$#_{}])", r"\\\1", s).replace("µ", r"$\mu$").replace("×", r"$\times$").replace(
+            "→", r"$\to$").replace("—", "--")
     lines = [r"\begin{tabular}{" + "l" * len(df.columns) + "}", r"\toprule",
              " & ".join(esc(str(c)) for c in df.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(esc(str(v)) for v in row) + r" \\" for row in df.itertuples(index=False)]
