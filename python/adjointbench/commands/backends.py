@@ -34,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(table, indent=1))
         return 0
     width = max(len(r["name"]) for r in table)
+    kwidth = max(len(r["kind"]) for r in table)
     for r in table:
         status = "available" if r["available"] else f"unavailable: {r['reason']}"
         fused = ", fused driver" if r["fused"] else ""
-        print(f"{r['name']:<{width}}  {r['kind']:<14}  {status}{fused}")
+        print(f"{r['name']:<{width}}  {r['kind']:<{kwidth}}  {status}{fused}")
     return 0
