@@ -99,6 +99,7 @@ def test_merging_machines_and_latest_run(tmp_path):
     standard_run(tmp_path / "box-a" / "2.json", machine="box-a", scale=2.0, when="2026-01-02T00:00:00")
     standard_run(tmp_path / "box-b" / "1.json", machine="box-b", scale=0.5, mode="full")
     (tmp_path / "notes.json").write_text('{"not": "a result"}')  # skipped inside a folder
+    (tmp_path / "broken.json").write_text("{")  # also skipped there (an error only when named)
     all_runs = report.load_results([tmp_path])
     assert set(all_runs["run"]) == {"box-a/1", "box-a/2", "box-b/1"}
     latest = report.load([tmp_path], paper=False, latest=True)

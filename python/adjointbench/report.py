@@ -256,10 +256,16 @@ def load_results(paths: Iterable[str | os.PathLike], *, latest: bool = False) ->
     """
     paths = list(paths)
     recs: list[dict] = []
+    named = {Path(p) for p in paths}
     for f in result_files(paths):
-        data = _read_json(f)
+        try:
+            data = _read_json(f)
+        except ValueError:
+            if f in named:
+                raise
+            continue  # other JSON in a results folder (e.g. results/experiments/)
         if data is None:
-            if any(Path(p) == f for p in paths):
+            if f in named:
                 raise ValueError(f"{f}: not a pytest-benchmark result file (no 'benchmarks' list)")
             continue
         recs.extend(run_records(f, data))
