@@ -31,7 +31,8 @@ class Policy:
     tbl3_s: float
     tbl3_min_rounds: int
     #: a Python-driven workload estimated above this is timed over its first k iterations only
-    #: (one round) and scaled by 101/k in the table; float32 variants get the smaller cap
+    #: (in truncated_rounds rounds) and scaled by 101/k in the table; the second cap is for
+    #: dtypes other than float64
     workload_cap_s: float
     workload_cap_other_dtype_s: float
     compile_rounds: int
@@ -157,7 +158,10 @@ def gated(case: Case) -> Gated:
         except Exception as e:  # noqa: BLE001 - a crashing backend fails its benchmarks, not the session
             _GATED[case] = f"{case.id}: prepare/verify raised {type(e).__name__}: {' '.join(str(e).split())}"
         else:
-            if not res.passed:
+            if (vg.device, vg.dtype) != (case.device, case.dtype):
+                _GATED[case] = (f"{case.id}: asked for {case.device}/{case.dtype}, the backend reports "
+                                f"{vg.device}/{vg.dtype}; not timed")
+            elif not res.passed:
                 _GATED[case] = (f"{case.id}: gradient differs from complex step (grad error {res.grad_error:.3g}, "
                                 f"J error {res.J_error:.3g}, tolerance {res.tolerance:g}); not timed")
             else:
