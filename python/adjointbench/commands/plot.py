@@ -30,7 +30,8 @@ def _label(row) -> str:
     name = row.backend if row.source == "measured" else f"paper: {row.kind}"
     drv = " (fused)" if row.driver == "fused" and row.source == "measured" else ""
     dev = f" [{row.device}]" if row.device and row.device != "cpu" else ""
-    return f"{name}{drv}{dev} — {row.hardware}"
+    prec = f" {row.dtype}" if row.dtype and row.dtype != "float64" else ""
+    return f"{name}{drv}{prec}{dev} — {row.hardware}"
 
 
 def tbl3_figure(df, path: Path) -> Path:
