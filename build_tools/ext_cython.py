@@ -35,7 +35,7 @@ def extensions() -> list[Extension]:
     ext = Extension(
         "adjointbench._cython_hand",
         [_path(PYX[: -len(".pyx")] + ".c")],
-        depends=[_path(PYX)],
+        depends=[_path(PYX), _path("kernels/_buffers.pxi")],
         extra_compile_args=["-O3"],
     )
     ext.prebuild = _cythonize

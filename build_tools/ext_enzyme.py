@@ -59,6 +59,7 @@ def extensions() -> list[Extension]:
         sources=["kernels/enzyme_lorenz63.pyx"],
         depends=[
             "kernels/lorenz63_enzyme.cpp",
+            "kernels/_buffers.pxi",
             "build_tools/enzyme_ir.py",
             *(f"kernels/generated/{name}.ll" for name in regen.FRONT_DOORS),
         ],

@@ -24,32 +24,7 @@ cdef extern from *:
     void adjointbench_enzyme_lorenz63(void **outs, void **ins) nogil
 
 
-cdef bint read_doubles(object u, Py_ssize_t n, double *out) except -1:
-    """Copy u into out if it exposes exactly n contiguous native doubles; else return False."""
-    cdef Py_buffer view
-    cdef bint ok
-    if not PyObject_CheckBuffer(u):
-        return False
-    try:
-        PyObject_GetBuffer(u, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS)
-    except Exception:  # e.g. strided: not an error yet, the problem's own check decides
-        return False
-    ok = (view.ndim == 1 and view.shape[0] == n and view.itemsize == 8
-          and view.format != NULL and strcmp(view.format, b"d") == 0)
-    if ok:
-        memcpy(out, view.buf, n * sizeof(double))
-    PyBuffer_Release(&view)
-    return ok
-
-
-cdef object new_vector(object empty, const double *src, Py_ssize_t n):
-    """A fresh float64 ndarray holding src[0:n]."""
-    cdef Py_buffer view
-    out = empty(n)
-    PyObject_GetBuffer(out, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
-    memcpy(view.buf, src, n * sizeof(double))
-    PyBuffer_Release(&view)
-    return out
+include "_buffers.pxi"
 
 
 cdef class Lorenz63Enzyme:
