@@ -163,3 +163,32 @@ def eq8_invariant(problem: Lorenz63Problem, u: np.ndarray, dx0: np.ndarray, vN: 
     dx = L(du)
     v, _ = LT(np.asarray(vN, dtype=np.float64))
     return np.einsum("ni,ni->n", v, dx)
+
+
+def descent_difference(a: Any, b: Any) -> float:
+    """Max-norm relative difference of two descents' cost histories and final controls."""
+    costs = float(np.max(np.abs(np.asarray(a.costs) - b.costs) / np.maximum(np.abs(b.costs), np.finfo(float).tiny)))
+    return max(costs, relative_error(np.asarray(a.u), np.asarray(b.u)))
+
+
+def descent_rounding_floor(
+    vg: Callable[[np.ndarray], tuple[float, np.ndarray]], u0: np.ndarray, iterations: int, step: float,
+    seed: int = 0,
+) -> float:
+    """How far the Python-driven descent moves when every gradient is changed by one ulp.
+
+    Steepest descent on a chaotic model amplifies rounding: a fused driver whose compiler
+    contracts ``u - step * g`` into an FMA, or fuses the gradient's operations differently, can
+    drift from the Python loop by this much (up to ~1e-8 on long random windows) while being
+    the same algorithm.  Comparing with this floor separates that from a real difference.
+    """
+    from .backends import python_descent
+
+    rng = np.random.default_rng(seed)
+
+    def nudged(u: np.ndarray) -> tuple[float, np.ndarray]:
+        J, g = vg(u)
+        return J, g * (1 + np.finfo(float).eps * rng.choice([-1.0, 1.0], np.shape(g)))
+
+    ref = python_descent(vg, u0, iterations, step)
+    return descent_difference(python_descent(nudged, u0, iterations, step), ref)
