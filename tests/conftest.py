@@ -4,6 +4,8 @@ import zlib
 import numpy as np
 import pytest
 
+import adjointbench as ab
+
 from adjointbench.testing import random_problem
 
 #: a fresh seed each run unless ADJOINTBENCH_SEED pins one; printed in the header to reproduce
@@ -22,3 +24,12 @@ def rng(request):
 
 def random_problems(rng, control, n=8, **kw):
     return [random_problem(rng, control, **kw) for _ in range(n)]
+
+
+def backend_or_skip(name):
+    """The backend, or skip the test with the reason it cannot run here."""
+    b = ab.backend(name)
+    ok, reason = b.available()
+    if not ok:
+        pytest.skip(f"{name} unavailable: {reason}")
+    return b

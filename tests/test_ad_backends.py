@@ -18,6 +18,7 @@ from adjointbench import verify
 from adjointbench.backends import python_descent
 from adjointbench.cli import main
 from adjointbench.testing import random_problem
+from conftest import backend_or_skip
 
 AD = ["jax", "jax-nojit", "enzyme-jax", "torch"]
 JIT = ["jax", "enzyme-jax"]
@@ -26,12 +27,6 @@ JIT = ["jax", "enzyme-jax"]
 FLOAT32_TOLERANCE = 1e-3
 
 
-def backend_or_skip(name):
-    b = ab.backend(name)
-    ok, reason = b.available()
-    if not ok:
-        pytest.skip(f"{name} unavailable: {reason}")
-    return b
 
 
 def short_problem(rng, control, name):

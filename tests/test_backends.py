@@ -12,6 +12,7 @@ import adjointbench as ab
 from adjointbench import verify
 from adjointbench.backends import all_backends, python_descent
 from adjointbench.testing import random_problem
+from conftest import backend_or_skip
 
 GRADIENT_BACKENDS = [b.name for b in all_backends() if b.kind != "reference"]
 
@@ -22,11 +23,7 @@ def max_steps(name):
 
 
 def prepared_or_skip(name, problem, **kw):
-    b = ab.backend(name)
-    ok, reason = b.available()
-    if not ok:
-        pytest.skip(f"{name} unavailable: {reason}")
-    return b.prepare(problem, **kw)
+    return backend_or_skip(name).prepare(problem, **kw)
 
 
 @pytest.mark.parametrize("control", ["state", "state+params"])
@@ -87,9 +84,7 @@ def test_fused_driver_matches_python_loop(name, rng):
     """Same iterates as the Python loop: bit for bit for the native drivers; for XLA (which
     may contract u - step*g into an FMA or fuse the gradient differently) within 100x of how far
     one-ulp gradient changes move the Python loop itself (verify.descent_rounding_floor)."""
-    b = ab.backend(name)
-    if not b.available()[0]:
-        pytest.skip(b.available()[1])
+    b = backend_or_skip(name)
     for problem in (ab.Lorenz63Problem.paper(), random_problem(rng, "state")):
         step = 5e-4 if problem.nsteps == 200 else 1e-5
         run = b.prepare_descent(problem, iterations=101, step=step)

@@ -19,16 +19,11 @@ import adjointbench as ab
 from adjointbench import c_reference, verify
 from adjointbench.backends import python_descent
 from adjointbench.testing import random_problem
+from conftest import backend_or_skip
 
 COMPILED = ["numba", "cython"]
 
 
-def backend_or_skip(name):
-    b = ab.backend(name)
-    ok, reason = b.available()
-    if not ok:
-        pytest.skip(f"{name} unavailable: {reason}")
-    return b
 
 
 @pytest.mark.parametrize("control", ["state", "state+params"])

@@ -108,11 +108,19 @@ class Backend:
     dtypes: tuple[str, ...] = ("float64",)
     #: modules that must be importable for ``available()``
     requires: tuple[str, ...] = ()
+    #: native extension ``adjointbench.<native_module>`` that must have been built, if any
+    native_module: str | None = None
 
     def available(self) -> tuple[bool, str]:
         reason = missing_modules(*self.requires)
         if reason:
             return False, reason
+        if self.native_module:
+            from .. import native
+
+            mod, reason = native.load(self.native_module)
+            if mod is None:
+                return False, reason
         return True, ""
 
     def devices(self) -> list[str]:

@@ -36,10 +36,7 @@ class CythonBackend(Backend):
     kind = "hand adjoint"
     description = "hand adjoint (paper List 2) in Cython: typed memoryviews, loops without the GIL"
     fused = True
-
-    def available(self) -> tuple[bool, str]:
-        mod, reason = native.load(MODULE)
-        return (mod is not None), reason
+    native_module = MODULE
 
     def _prepare(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Prepared:
         # the bound cpdef method is the callable: no Python frame between the caller and C

@@ -37,10 +37,7 @@ class EnzymeAOTBackend(Backend):
     kind = "AD, source → IR"
     description = "C++ forward model + cost differentiated by Enzyme (LLVM IR, enzyme-ad), built ahead of time, Cython-wrapped"
     fused = True
-
-    def available(self) -> tuple[bool, str]:
-        mod, reason = native.load(MODULE)
-        return (mod is not None), reason
+    native_module = MODULE
 
     def _prepare(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Prepared:
         # the bound cpdef method is the callable: it validates u in C (a float64 vector of the
