@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -176,25 +176,3 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
-
-
-@dataclass
-class WorkArrays:
-    """Preallocated work arrays for the array-based hand adjoint kernels."""
-
-    steps: np.ndarray
-    obs: np.ndarray
-    w: np.ndarray
-    v: np.ndarray
-    d: np.ndarray
-    grad: np.ndarray = field(default_factory=lambda: np.zeros(6))
-
-    @classmethod
-    def for_problem(cls, problem: Lorenz63Problem) -> "WorkArrays":
-        n = problem.last_obs_step + 1
-        k = len(problem.obs_steps)
-        return cls(
-            steps=np.ascontiguousarray(problem.obs_steps, dtype=np.int64),
-            obs=np.ascontiguousarray(problem.obs_values, dtype=np.float64),
-            w=np.empty((n, 3)), v=np.empty((n, 3)), d=np.empty((k, 3)),
-        )

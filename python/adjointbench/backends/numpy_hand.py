@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import hand_adjoint
 from ..problem import Lorenz63Problem
-from .base import Backend, Prepared, WorkArrays
+from .base import Backend, Prepared
 
 
 def make_vg(problem: Lorenz63Problem):
@@ -19,7 +19,9 @@ def make_vg(problem: Lorenz63Problem):
     Work arrays are allocated per call (about 1 µs against ~0.4 ms of interpreted loops), so
     concurrent calls from several threads cannot overwrite each other's trajectory.
     """
-    wk = WorkArrays.for_problem(problem)
+    steps = np.ascontiguousarray(problem.obs_steps, dtype=np.int64)
+    obs = np.ascontiguousarray(problem.obs_values, dtype=np.float64)
+    shape_w = (problem.last_obs_step + 1, 3)
     n = problem.n_control
     sigma, r, beta = (problem.params[k] for k in ("sigma", "r", "beta"))
     dt = problem.dt
@@ -29,8 +31,8 @@ def make_vg(problem: Lorenz63Problem):
     def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
         u = check(u)
         s, p_, b = (u[3], u[4], u[5]) if n == 6 else (sigma, r, beta)
-        w, v, d, grad = np.empty_like(wk.w), np.empty_like(wk.v), np.empty_like(wk.d), np.zeros(6)
-        J = kernel(u[0], u[1], u[2], s, p_, b, dt, wk.steps, wk.obs, w, v, d, grad)
+        w, v, d, grad = np.empty(shape_w), np.empty(shape_w), np.empty(obs.shape), np.zeros(6)
+        J = kernel(u[0], u[1], u[2], s, p_, b, dt, steps, obs, w, v, d, grad)
         return float(J), grad[:n].copy()
 
     return vg
