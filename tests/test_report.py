@@ -110,6 +110,23 @@ def test_merging_machines_and_latest_run(tmp_path):
     assert r[0] == pytest.approx(r[1])
 
 
+def test_latest_keeps_each_rows_newest_run_full_first(tmp_path):
+    """A run restricted to some backends (a GPU-only run) adds rows without hiding the others."""
+    standard_run(tmp_path / "full.json", mode="full", when="2026-01-01T00:00:00")
+    standard_run(tmp_path / "quick.json", scale=3.0, when="2026-01-03T00:00:00")  # newer, but quick
+    write_run(tmp_path / "gpu.json", [bench_entry(TBL3, "numpy", 9e-3, device="gpu"),
+                                      bench_entry(TBL3, "fastb", 1e-3, device="gpu")],
+              mode="full", when="2026-01-02T00:00:00")
+    write_run(tmp_path / "solo.json", [bench_entry(TBL3, "slowb", 7.0)], when="2026-01-04T00:00:00")
+    df = report.load([tmp_path], paper=False, latest=True).set_index(["backend", "device", "driver"])
+    assert df.loc[("numpy", "cpu", "python"), "workload_s"] == pytest.approx(101 * 4e-4)  # full beats newer quick
+    assert df.loc[("numpy", "gpu", "python"), "workload_s"] == pytest.approx(9e-3)
+    assert df.loc[("fastb", "gpu", "python"), "ratio"] == pytest.approx(1.0)  # within the GPU run
+    assert df.loc[("slowb", "cpu", "python"), "workload_s"] == pytest.approx(7.0)
+    assert math.isnan(df.loc[("slowb", "cpu", "python"), "ratio"])  # alone in its run: nothing to compare
+    assert len(df) == 6  # numpy, fastb x2 drivers on cpu; numpy, fastb on gpu; slowb
+
+
 def test_regress_ignores_machine_speed_but_catches_relative_slowdown(tmp_path):
     base = report.load_results([standard_run(tmp_path / "base.json")])
     twice_as_slow_machine = report.load_results([standard_run(tmp_path / "c1.json", scale=2.0)])

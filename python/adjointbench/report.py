@@ -250,8 +250,10 @@ def load_results(paths: Iterable[str | os.PathLike], *, latest: bool = False) ->
     """Every adjointbench benchmark in the files/folders, one row each (long form).
 
     Files that are not pytest-benchmark output are skipped when found in a folder and are an
-    error when named.  ``latest`` keeps, per machine, only the newest full run (or the newest
-    run when that machine has no full run), so a folder of history gives one table.
+    error when named.  ``latest`` keeps, per machine and backend x device x dtype, only the
+    newest full run that measured it (or the newest run, when no full run did), so a folder of
+    history gives one table, and a run restricted to some backends (a GPU-only run, say) adds
+    its rows without hiding the machine's other ones.
     """
     paths = list(paths)
     recs: list[dict] = []
@@ -272,13 +274,12 @@ def load_results(paths: Iterable[str | os.PathLike], *, latest: bool = False) ->
     if df.empty:
         raise ValueError(f"no adjointbench benchmark results in {', '.join(map(str, paths)) or '(nothing)'}")
     if latest:
-        keep = []
-        for _, g in df.groupby("machine", sort=False):
-            runs = g[["run", "datetime", "mode"]].drop_duplicates()
-            full = runs[runs["mode"] == "full"]
-            pick = (full if not full.empty else runs).sort_values("datetime").iloc[-1]["run"]
-            keep.append(pick)
-        df = df[df["run"].isin(keep)]
+        row = ["machine", "backend", "device", "dtype"]
+        runs = df[row + ["run", "datetime", "mode"]].drop_duplicates()
+        # full runs first, then by time: the last of each group is the one to keep
+        runs = runs.assign(full=runs["mode"] == "full").sort_values(["full", "datetime", "run"])
+        pick = runs.groupby(row, sort=False).tail(1)[row + ["run"]]
+        df = df.merge(pick, on=row + ["run"], how="inner")
     return df.reset_index(drop=True)
 
 
@@ -295,7 +296,8 @@ def tbl3(results: pd.DataFrame, *, stat: str = "min", paper: bool = True) -> pd.
     timed, which ``measured`` says); call_us: one value-and-gradient call (``gradient``
     group; Python-driven rows only); compile_s: cold start, prepare() + first call in a fresh
     process; ratio: workload_s over the smallest workload_s of a backend in the same run (the
-    plain-C yardstick is not a backend, so its ratio may be below 1).
+    plain-C yardstick is not a backend, so its ratio may be below 1; a run that timed one
+    backend row only has no ratio).
     """
     if stat not in STATS:
         raise ValueError(f"unknown statistic {stat!r}; expected one of {', '.join(STATS)}")
@@ -332,7 +334,9 @@ def tbl3(results: pd.DataFrame, *, stat: str = "min", paper: bool = True) -> pd.
         # the C yardstick is a floor, not a backend: ratios are to the fastest backend of the run
         backend_t = df["workload_s"].where(~df["kind"].astype(str).str.startswith(YARDSTICK))
         fastest = backend_t.groupby(df["run"]).transform("min")
-        df["ratio"] = df["workload_s"] / fastest
+        # a run that timed a single backend row has nothing to compare it with: no ratio
+        rows_in_run = backend_t.notna().groupby(df["run"]).transform("sum")
+        df["ratio"] = (df["workload_s"] / fastest).where(rows_in_run > 1)
     else:
         df["ratio"] = pd.Series(dtype=float)
     if paper:
