@@ -111,6 +111,23 @@ def test_fused_driver_float32_and_other_settings_match_python_loop(name, rng):
             run(np.zeros(4))
 
 
+@pytest.mark.parametrize("unroll", [1, 3, 12, 1000])
+def test_scan_unroll_changes_the_loop_not_the_gradient(unroll, rng):
+    """Unrolling (bench/jax_unroll.py picks it per device) must not change what is computed."""
+    backend_or_skip("jax")
+    import jax
+
+    from adjointbench.backends import _jax_model
+
+    for control in ("state", "state+params"):
+        p = random_problem(rng, control, max_steps=40)
+        vg = _jax_model.jit_vg(p, "cpu", "float64", jax.value_and_grad, info={}, unroll=unroll)
+        assert vg.info["scan_unroll"] == unroll
+        assert verify.check_vg("jax", vg, p).passed, (unroll, p)
+    default = ab.backend("jax").prepare(p)
+    assert default.info["scan_unroll"] == _jax_model.UNROLL["cpu"]
+
+
 @pytest.mark.parametrize("name", JIT)
 def test_compile_time_is_reported(name):
     b = backend_or_skip(name)

@@ -38,6 +38,8 @@ Cost = Callable[[jax.Array], jax.Array]
 
 #: our device names (DESIGN.md) -> JAX platform names
 PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
+#: scan unroll per platform, measured by bench/jax_unroll.py (see its numbers in bench/README.md)
+UNROLL = {"cpu": 2, "gpu": 12}
 
 
 @contextmanager
@@ -74,6 +76,11 @@ def device_report(dev: jax.Device) -> dict[str, Any]:
     return {"jax_device": str(dev), "device_kind": dev.device_kind, "jax_version": jax.__version__}
 
 
+def default_unroll(dev: jax.Device) -> int:
+    """Euler steps per iteration of the scan's XLA while loop on this device (bench/jax_unroll.py)."""
+    return UNROLL.get(platform_name(dev), 1)
+
+
 def platform_name(dev: jax.Device) -> str:
     """Our device name ('cpu', 'gpu', 'tpu') for a JAX device."""
     return "gpu" if dev.platform in ("cuda", "rocm", "gpu") else dev.platform
@@ -89,8 +96,9 @@ def euler_step(w: jax.Array, sigma: Any, r: Any, beta: Any, dt: float) -> jax.Ar
     ])
 
 
-def trajectory(x0: jax.Array, sigma: Any, r: Any, beta: Any, dt: float, nlast: int) -> jax.Array:
-    """States w_0..w_nlast, shape (nlast+1, 3), the loop as a ``lax.scan``."""
+def trajectory(x0: jax.Array, sigma: Any, r: Any, beta: Any, dt: float, nlast: int, unroll: int = 1) -> jax.Array:
+    """States w_0..w_nlast, shape (nlast+1, 3), the loop as a ``lax.scan`` (``unroll`` steps per
+    iteration of the XLA while loop: same arithmetic, fewer loop iterations)."""
     if nlast == 0:
         return x0[None]
 
@@ -98,11 +106,11 @@ def trajectory(x0: jax.Array, sigma: Any, r: Any, beta: Any, dt: float, nlast: i
         w1 = euler_step(w, sigma, r, beta, dt)
         return w1, w1
 
-    _, ws = lax.scan(body, x0, None, length=nlast)
+    _, ws = lax.scan(body, x0, None, length=nlast, unroll=max(1, min(unroll, nlast)))
     return jnp.concatenate([x0[None], ws])
 
 
-def make_cost(problem: Lorenz63Problem, dtype: str = "float64") -> Cost:
+def make_cost(problem: Lorenz63Problem, dtype: str = "float64", unroll: int = 1) -> Cost:
     """J(u) = 1/2 sum_k |w_{s_k} - wo_k|^2 for this problem; u has problem.n_control entries.
 
     For control ``state`` the parameters are the problem's, baked in as constants.
@@ -117,7 +125,7 @@ def make_cost(problem: Lorenz63Problem, dtype: str = "float64") -> Cost:
 
     def cost(u: jax.Array) -> jax.Array:
         sigma, r, beta = (u[3], u[4], u[5]) if n == 6 else fixed
-        w = trajectory(u[:3], sigma, r, beta, dt, nlast)
+        w = trajectory(u[:3], sigma, r, beta, dt, nlast, unroll)
         d = w[steps] - obs
         return 0.5 * jnp.sum(d * d)
 
@@ -169,12 +177,14 @@ def _compile(fn: Callable, spec: jax.ShapeDtypeStruct) -> tuple[Any, dict[str, f
 
 
 def jit_vg(
-    problem: Lorenz63Problem, device: str, dtype: str, differentiate: Differentiate, info: dict[str, Any]
+    problem: Lorenz63Problem, device: str, dtype: str, differentiate: Differentiate, info: dict[str, Any],
+    unroll: int | None = None,
 ) -> Prepared:
     """vg(u) backed by one AOT-compiled XLA executable of ``differentiate(cost)``."""
     dev = jax_device(device)
     npdt = np_dtype(dtype)
-    compiled, times = _compile(differentiate(make_cost(problem, dtype)), _spec(problem.n_control, dtype, dev))
+    unroll = default_unroll(dev) if unroll is None else unroll
+    compiled, times = _compile(differentiate(make_cost(problem, dtype, unroll)), _spec(problem.n_control, dtype, dev))
     check = problem.check_control
 
     def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
@@ -189,7 +199,7 @@ def jit_vg(
         used = platform_name(next(iter(compiled(problem.u0.astype(npdt))[1].devices())))
     return Prepared(
         vg, problem, device=used, dtype=dtype, compile_s=sum(times.values()),
-        info={**device_report(dev), **times, **info},
+        info={**device_report(dev), **times, "scan_unroll": unroll, **info},
     )
 
 
@@ -237,9 +247,11 @@ class FusedDescent:
 
 def jit_descent(
     problem: Lorenz63Problem, device: str, dtype: str, differentiate: Differentiate,
-    iterations: int, step: float, info: dict[str, Any],
+    iterations: int, step: float, info: dict[str, Any], unroll: int | None = None,
 ) -> FusedDescent:
     dev = jax_device(device)
-    run = descent(differentiate(make_cost(problem, dtype)), iterations, step, dtype)
+    unroll = default_unroll(dev) if unroll is None else unroll
+    run = descent(differentiate(make_cost(problem, dtype, unroll)), iterations, step, dtype)
     compiled, times = _compile(run, _spec(problem.n_control, "float64", dev))
-    return FusedDescent(compiled, problem, platform_name(dev), dtype, times, {**device_report(dev), **info})
+    return FusedDescent(compiled, problem, platform_name(dev), dtype, times,
+                        {**device_report(dev), "scan_unroll": unroll, **info})

@@ -1,0 +1,60 @@
+"""How ``lax.scan``'s unroll factor changes the ``jax`` backend's compile time and per-call time.
+
+    python bench/jax_unroll.py [--device cpu|gpu] [--unroll 1 4 20 60 180] [--dtype float64]
+
+An XLA while loop costs a fixed overhead per iteration (on a GPU a kernel launch and a
+device-to-host copy of the loop predicate, tens of µs); unrolling k steps into one iteration
+divides that count by k and lets XLA fuse k Euler steps, at the cost of compile time.  Each
+variant's gradient is checked against complex step before it is timed (min of repeats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from adjointbench import verify  # noqa: E402
+from adjointbench.backends import _jax_model as jm  # noqa: E402
+from adjointbench.problem import Lorenz63Problem  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float64")
+    ap.add_argument("--unroll", type=int, nargs="+", default=[1, 2, 4, 10, 20, 60, 180])
+    ap.add_argument("--seconds", type=float, default=1.0, help="timing budget per variant")
+    a = ap.parse_args()
+    problem = Lorenz63Problem.paper(control="state")
+    ref = verify.reference(problem)
+    print(f"jax {jax.__version__} on {jm.jax_device(a.device)}; paper problem, {a.dtype}")
+    print(f"{'unroll':>6} {'compile s':>10} {'per call µs':>12} {'median µs':>10} {'101 evals ms':>13} {'fused ms':>9} {'rel err':>9}")
+    for k in a.unroll:
+        vg = jm.jit_vg(problem, a.device, a.dtype, jax.value_and_grad, info={}, unroll=k)
+        err = verify.relative_error(vg(problem.u0)[1], ref[1])
+        times = []
+        t_end = time.perf_counter() + a.seconds
+        while time.perf_counter() < t_end or len(times) < 5:
+            t0 = time.perf_counter()
+            vg(problem.u0)
+            times.append(time.perf_counter() - t0)
+        run = jm.jit_descent(problem, a.device, a.dtype, jax.value_and_grad, 101, 5e-4, info={}, unroll=k)
+        fused = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            run(problem.u0)
+            fused.append(time.perf_counter() - t0)
+        print(f"{k:>6} {vg.compile_s:>10.3f} {min(times) * 1e6:>12.1f} {np.median(times) * 1e6:>10.1f} "
+              f"{min(times) * 101e3:>13.2f} {min(fused) * 1e3:>9.2f} {err:>9.1e}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
