@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default: results/figures/ of the checkout)")
     p.add_argument("--stat", choices=report.STATS, default="min")
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
-    p.add_argument("--all-runs", action="store_true", help="every run found (default: newest full run per machine)")
+    p.add_argument("--all-runs", action="store_true", help="every run found (default: per machine and backend x device x dtype, the newest full run, else the newest run)")
 
 
 def _label(row) -> str:

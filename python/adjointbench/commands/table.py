@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stat", choices=report.STATS, default="min", help="statistic over rounds (default: min)")
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
     p.add_argument("--all-runs", action="store_true",
-                   help="every run found (default: per machine, the newest full run, else the newest run)")
+                   help="every run found (default: per machine and backend x device x dtype, the newest full run, else the newest run)")
     p.add_argument("--out", metavar="FILE", help="write the table to FILE instead of stdout")
 
 
