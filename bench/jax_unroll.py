@@ -1,6 +1,6 @@
 """How ``lax.scan``'s unroll factor changes the ``jax`` backend's compile time and per-call time.
 
-    python bench/jax_unroll.py [--device cpu|gpu] [--unroll 1 4 20 60 180] [--dtype float64]
+    python bench/jax_unroll.py [--backend jax|enzyme-jax] [--device cpu|gpu] [--unroll 1 2 12] [--dtype float64]
 
 An XLA while loop costs a fixed overhead per iteration (on a GPU a kernel launch and a
 device-to-host copy of the loop predicate, tens of µs); unrolling k steps into one iteration
@@ -27,6 +27,7 @@ from adjointbench.problem import Lorenz63Problem  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", choices=sorted(jm.UNROLL), default="jax", help="AD route (default jax)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float64")
     ap.add_argument("--unroll", type=int, nargs="+", default=[1, 2, 4, 10, 20, 60, 180])
@@ -34,10 +35,14 @@ def main() -> int:
     a = ap.parse_args()
     problem = Lorenz63Problem.paper(control="state")
     ref = verify.reference(problem)
-    print(f"jax {jax.__version__} on {jm.jax_device(a.device)}; paper problem, {a.dtype}")
+    if a.backend == "enzyme-jax":
+        from adjointbench.backends.enzyme_jax import _enzyme_value_and_grad as differentiate
+    else:
+        differentiate = jax.value_and_grad
+    print(f"{a.backend}: jax {jax.__version__} on {jm.jax_device(a.device)}; paper problem, {a.dtype}")
     print(f"{'unroll':>6} {'compile s':>10} {'per call µs':>12} {'median µs':>10} {'101 evals ms':>13} {'fused ms':>9} {'rel err':>9}")
     for k in a.unroll:
-        vg = jm.jit_vg(problem, a.device, a.dtype, jax.value_and_grad, info={}, unroll=k)
+        vg = jm.jit_vg(problem, a.device, a.dtype, differentiate, info={}, unroll=k)
         err = verify.relative_error(vg(problem.u0)[1], ref[1])
         times = []
         t_end = time.perf_counter() + a.seconds
@@ -45,7 +50,7 @@ def main() -> int:
             t0 = time.perf_counter()
             vg(problem.u0)
             times.append(time.perf_counter() - t0)
-        run = jm.jit_descent(problem, a.device, a.dtype, jax.value_and_grad, 101, 5e-4, info={}, unroll=k)
+        run = jm.jit_descent(problem, a.device, a.dtype, differentiate, 101, 5e-4, info={}, unroll=k)
         fused = []
         for _ in range(5):
             t0 = time.perf_counter()

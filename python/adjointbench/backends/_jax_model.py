@@ -38,8 +38,10 @@ Cost = Callable[[jax.Array], jax.Array]
 
 #: our device names (DESIGN.md) -> JAX platform names
 PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
-#: scan unroll per platform, measured by bench/jax_unroll.py (see its numbers in bench/README.md)
-UNROLL = {"cpu": 2, "gpu": 12}
+#: scan unroll per differentiation route and platform, measured by bench/jax_unroll.py (numbers
+#: in bench/README.md): JAX's own AD gains from 2 on CPU and 12 on a GPU; Enzyme-MLIR's
+#: gradient of the 2-unrolled loop was 3x slower per call on CPU (25 -> 76 us), so it keeps 1
+UNROLL = {"jax": {"cpu": 2, "gpu": 12}, "enzyme-jax": {"cpu": 1}}
 
 
 @contextmanager
@@ -76,9 +78,9 @@ def device_report(dev: jax.Device) -> dict[str, Any]:
     return {"jax_device": str(dev), "device_kind": dev.device_kind, "jax_version": jax.__version__}
 
 
-def default_unroll(dev: jax.Device) -> int:
-    """Euler steps per iteration of the scan's XLA while loop on this device (bench/jax_unroll.py)."""
-    return UNROLL.get(platform_name(dev), 1)
+def default_unroll(dev: jax.Device, route: str = "jax") -> int:
+    """Euler steps per iteration of the scan's XLA while loop for this AD route on this device."""
+    return UNROLL[route].get(platform_name(dev), 1)
 
 
 def platform_name(dev: jax.Device) -> str:
@@ -178,12 +180,12 @@ def _compile(fn: Callable, spec: jax.ShapeDtypeStruct) -> tuple[Any, dict[str, f
 
 def jit_vg(
     problem: Lorenz63Problem, device: str, dtype: str, differentiate: Differentiate, info: dict[str, Any],
-    unroll: int | None = None,
+    unroll: int | None = None, route: str = "jax",
 ) -> Prepared:
     """vg(u) backed by one AOT-compiled XLA executable of ``differentiate(cost)``."""
     dev = jax_device(device)
     npdt = np_dtype(dtype)
-    unroll = default_unroll(dev) if unroll is None else unroll
+    unroll = default_unroll(dev, route) if unroll is None else unroll
     compiled, times = _compile(differentiate(make_cost(problem, dtype, unroll)), _spec(problem.n_control, dtype, dev))
     check = problem.check_control
 
@@ -247,10 +249,10 @@ class FusedDescent:
 
 def jit_descent(
     problem: Lorenz63Problem, device: str, dtype: str, differentiate: Differentiate,
-    iterations: int, step: float, info: dict[str, Any], unroll: int | None = None,
+    iterations: int, step: float, info: dict[str, Any], unroll: int | None = None, route: str = "jax",
 ) -> FusedDescent:
     dev = jax_device(device)
-    unroll = default_unroll(dev) if unroll is None else unroll
+    unroll = default_unroll(dev, route) if unroll is None else unroll
     run = descent(differentiate(make_cost(problem, dtype, unroll)), iterations, step, dtype)
     compiled, times = _compile(run, _spec(problem.n_control, "float64", dev))
     return FusedDescent(compiled, problem, platform_name(dev), dtype, times,

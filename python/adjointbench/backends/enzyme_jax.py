@@ -69,7 +69,7 @@ class EnzymeJaxBackend(Backend):
     def _prepare(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Prepared:
         from . import _jax_model
 
-        return _jax_model.jit_vg(problem, device, dtype, _enzyme_value_and_grad, info=_versions())
+        return _jax_model.jit_vg(problem, device, dtype, _enzyme_value_and_grad, info=_versions(), route=self.name)
 
     def _prepare_descent(
         self, problem: Lorenz63Problem, *, iterations: int, step: float, device: str, dtype: str
@@ -77,7 +77,7 @@ class EnzymeJaxBackend(Backend):
         from . import _jax_model
 
         return _jax_model.jit_descent(
-            problem, device, dtype, _enzyme_value_and_grad, iterations, step, info=_versions(),
+            problem, device, dtype, _enzyme_value_and_grad, iterations, step, info=_versions(), route=self.name,
         )
 
 
