@@ -76,6 +76,18 @@ def python_descent(
     return DescentResult(u=u, costs=costs)
 
 
+def native_descent(
+    descent: Callable[[np.ndarray, int, float], "tuple[np.ndarray, np.ndarray]"], iterations: int, step: float,
+) -> Callable[[np.ndarray], DescentResult]:
+    """The fused driver of a native kernel whose ``descent(u0, iterations, step)`` returns (u, costs)."""
+
+    def run(u0: np.ndarray) -> DescentResult:
+        u, costs = descent(u0, iterations, step)
+        return DescentResult(u=u, costs=costs)
+
+    return run
+
+
 def check_descent_args(iterations: int, step: float) -> None:
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")

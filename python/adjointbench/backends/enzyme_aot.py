@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import native
 from ..problem import PARAM_NAMES, Lorenz63Problem
-from .base import Backend, DescentResult, Prepared
+from .base import Backend, DescentResult, Prepared, native_descent
 
 MODULE = "_enzyme"
 
@@ -48,13 +48,7 @@ class EnzymeAOTBackend(Backend):
     def _prepare_descent(
         self, problem: Lorenz63Problem, *, iterations: int, step: float, device: str, dtype: str
     ) -> Callable[[np.ndarray], DescentResult]:
-        descent = _kernel(problem).descent
-
-        def run(u0: np.ndarray) -> DescentResult:
-            u, costs = descent(u0, iterations, step)
-            return DescentResult(u=u, costs=costs)
-
-        return run
+        return native_descent(_kernel(problem).descent, iterations, step)
 
 
 BACKENDS = [EnzymeAOTBackend()]
