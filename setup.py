@@ -25,7 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STATUS_FILE = "_native_build.json"
 #: native sources that run-time code compiles itself (C yardstick, Enzyme JIT route): shipped
 #: inside the package as adjointbench/_kernels/<path> so an installed wheel has them too
-RUNTIME_SOURCES = ("c_reference/lorenz63_adjoint.c", "lorenz63_enzyme.cpp")
+RUNTIME_SOURCES = (
+    "c_reference/lorenz63_adjoint.c", "c_reference/lorenz96_adjoint.c", "lorenz63_enzyme.cpp", "lorenz96_enzyme.cpp",
+)
 
 
 def _load(path: str):

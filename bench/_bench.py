@@ -78,7 +78,7 @@ def cases(config: pytest.Config, fused_only: bool = False) -> list[Any]:
         raise pytest.UsageError(f"unknown backend(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     params = []
     for b in all_backends():
-        if b.kind == "reference" or (want_b and b.name not in want_b):
+        if b.reference or (want_b and b.name not in want_b):
             continue  # complex step / fd are references, not adjoints: never timed
         if fused_only and not b.fused:
             continue

@@ -199,6 +199,19 @@ class Lorenz63Problem:
             return u[:3], u[3], u[4], u[5]
         return u[:3], self.params["sigma"], self.params["r"], self.params["beta"]
 
+    def grad_dict(self, g: np.ndarray) -> dict[str, float]:
+        """The ``grad`` object of ``grad --json``: one number per control name."""
+        return dict(zip(self.names, map(float, np.asarray(g, dtype=np.float64))))
+
+    def cost(self, u: Any) -> Any:
+        """J(u) by the Python model (complex u allowed: the complex-step reference)."""
+        from .model import cost
+
+        return cost(self, u)
+
+    def label(self) -> str:
+        return f"lorenz63 nsteps={self.nsteps} control={self.control}"
+
     def with_(self, **changes: Any) -> "Lorenz63Problem":
         """A copy with some fields changed (validated again)."""
         fields = dict(
@@ -273,18 +286,16 @@ class Lorenz63Problem:
 
     @classmethod
     def from_json(cls, text: str) -> "Lorenz63Problem":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"malformed problem JSON: {e}") from None
-        return cls.from_dict(d)
+        from .models import problem_from_json
+
+        problem = problem_from_json(text)
+        if not isinstance(problem, cls):
+            raise ValueError(f"not a lorenz63 problem (model {problem.model!r})")
+        return problem
 
     @classmethod
     def load(cls, path: str | Path) -> "Lorenz63Problem":
-        try:
-            text = Path(path).read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ValueError(f"cannot read problem file {str(path)!r}: {e}") from None
+        text = read_problem_text(path)
         try:
             return cls.from_json(text)
         except ValueError as e:
@@ -292,3 +303,11 @@ class Lorenz63Problem:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json(indent=1) + "\n")
+
+
+def read_problem_text(path: str | Path) -> str:
+    """The text of a problem file, or ValueError naming the file and why it cannot be read."""
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read problem file {str(path)!r}: {e}") from None

@@ -14,13 +14,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..problem import Lorenz63Problem
+from ..models import Problem, is_problem
 
 #: the Tbl. 3 workload: 101 value-and-gradient evaluations of steepest descent on the state
 TBL3_ITERATIONS = 101
 TBL3_STEP = 5e-4
 
 VG = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
+VGB = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Prepared:
     __slots__ = ("_fn", "problem", "device", "dtype", "compile_s", "info")
 
     def __init__(
-        self, fn: VG, problem: Lorenz63Problem, *, device: str = "cpu", dtype: str = "float64",
+        self, fn: VG, problem: Problem, *, device: str = "cpu", dtype: str = "float64",
         compile_s: float | None = None, info: dict[str, Any] | None = None,
     ) -> None:
         self._fn = fn
@@ -57,6 +58,42 @@ class Prepared:
 
     def __repr__(self) -> str:
         return f"Prepared(device={self.device!r}, dtype={self.dtype!r}, compile_s={self.compile_s!r})"
+
+
+class PreparedBatch(Prepared):
+    """What ``Backend.prepare_batch`` returns: ``vgb(U) -> (J[B], G[B, n_u])`` (docs/DESIGN.md).
+
+    ``idiom`` says how the batch is computed ("vmap", "batch axis", "threads", "loop", ...);
+    "loop" is the base class's fallback that calls ``vg`` once per row.
+    """
+
+    __slots__ = ("idiom",)
+
+    def __init__(self, fn: VGB, problem: Problem, *, idiom: str, **kw: Any) -> None:
+        super().__init__(fn, problem, **kw)  # type: ignore[arg-type]
+        self.idiom = idiom
+
+    def __call__(self, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[override]
+        return self._fn(U)  # type: ignore[return-value]
+
+
+def check_controls(problem: Problem, U: Any) -> np.ndarray:
+    """``U`` as a C-contiguous float64 array of shape (B, n_control), B >= 1, or ValueError."""
+    arr = np.asarray(U)
+    if arr.ndim != 2 or arr.shape[1] != problem.n_control:
+        raise ValueError(
+            f"batched controls must have shape (B, {problem.n_control}) for control {problem.control!r}, got {arr.shape}"
+        )
+    if arr.shape[0] < 1:
+        raise ValueError("batched controls must have at least one row (B >= 1)")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ValueError(f"batched controls must be real, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    bad = ~np.all(np.isfinite(arr), axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(f"batched controls must be finite ({rows.size} row(s) with non-finite entries, first row {rows[0]})")
+    return arr
 
 
 def python_descent(
@@ -114,7 +151,15 @@ class Backend:
     name: str = ""
     kind: str = ""
     description: str = ""
+    #: the models (docs/DESIGN.md) this backend computes; ``prepare`` refuses the others
+    models: tuple[str, ...] = ("lorenz63",)
+    #: a derivative approximation (complex step, differences): never timed, not an adjoint
+    reference: bool = False
     fused: bool = False
+    #: the models the fused driver handles (default: every model when ``fused``)
+    fused_models: tuple[str, ...] | None = None
+    #: how ``prepare_batch`` computes a batch when ``_prepare_batch`` is defined
+    batch_idiom: str = "loop"
     #: seconds per call, not microseconds (e.g. eager JAX): tests and quick benchmarks use short windows
     slow: bool = False
     dtypes: tuple[str, ...] = ("float64",)
@@ -151,36 +196,85 @@ class Backend:
             raise ValueError(f"backend {self.name!r} cannot run on device {device!r} here (has {', '.join(devices)})")
         return device
 
-    def prepare(self, problem: Lorenz63Problem, *, device: str | None = None, dtype: str = "float64") -> Prepared:
-        """Compile/trace for ``problem``; return the value-and-gradient callable."""
-        if not isinstance(problem, Lorenz63Problem):
-            raise ValueError(f"prepare() needs a Lorenz63Problem, got {type(problem).__name__}")
-        device = self._check_options(device, dtype)
-        return self._prepare(problem, device=device, dtype=dtype)
+    def supports(self, model: str) -> tuple[bool, str]:
+        """(True, '') when this backend computes ``model``, else (False, reason)."""
+        if model in self.models:
+            return True, ""
+        return False, f"backend {self.name!r} does not implement model {model!r} (it implements {', '.join(self.models)})"
 
-    def _prepare(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Prepared:
+    def has_fused(self, model: str) -> bool:
+        return self.fused and model in (self.fused_models if self.fused_models is not None else self.models)
+
+    def _check_problem(self, problem: Any, what: str) -> None:
+        if not is_problem(problem):
+            raise ValueError(f"{what}() needs a problem (Lorenz63Problem, Lorenz96Problem), got {type(problem).__name__}")
+        ok, reason = self.supports(problem.model)
+        if not ok:
+            raise ValueError(reason)
+
+    def _handler(self, stem: str, model: str) -> Callable[..., Any]:
+        # lorenz63 is ``_<stem>``; another model ``_<stem>_<model>`` (e.g. _prepare_lorenz96)
+        return getattr(self, f"_{stem}" if model == "lorenz63" else f"_{stem}_{model}")
+
+    def prepare(self, problem: Problem, *, device: str | None = None, dtype: str = "float64") -> Prepared:
+        """Compile/trace for ``problem``; return the value-and-gradient callable."""
+        self._check_problem(problem, "prepare")
+        device = self._check_options(device, dtype)
+        return self._handler("prepare", problem.model)(problem, device=device, dtype=dtype)
+
+    def _prepare(self, problem: Any, *, device: str, dtype: str) -> Prepared:
         raise NotImplementedError
 
+    def prepare_batch(self, problem: Problem, *, device: str | None = None, dtype: str = "float64") -> PreparedBatch:
+        """``vgb(U) -> (J[B], G[B, n_u])`` for controls U of shape (B, n_u) (docs/DESIGN.md).
+
+        Backends with a batched idiom define ``_prepare_batch`` (all models) and set
+        ``batch_idiom``; the others get this class's loop over ``vg`` (idiom "loop").
+        """
+        self._check_problem(problem, "prepare_batch")
+        device = self._check_options(device, dtype)
+        own = getattr(self, "_prepare_batch", None)
+        if own is not None:
+            return own(problem, device=device, dtype=dtype)
+        vg = self._handler("prepare", problem.model)(problem, device=device, dtype=dtype)
+        return loop_batch(vg)
+
     def prepare_descent(
-        self, problem: Lorenz63Problem, *, iterations: int = TBL3_ITERATIONS, step: float = TBL3_STEP,
+        self, problem: Problem, *, iterations: int = TBL3_ITERATIONS, step: float = TBL3_STEP,
         device: str | None = None, dtype: str = "float64",
     ) -> Callable[[np.ndarray], DescentResult]:
         """The fused driver: ``run(u0) -> DescentResult`` with the whole loop inside the backend."""
-        if not self.fused:
-            raise ValueError(f"backend {self.name!r} has no fused descent driver")
-        if not isinstance(problem, Lorenz63Problem):
-            raise ValueError(f"prepare_descent() needs a Lorenz63Problem, got {type(problem).__name__}")
+        self._check_problem(problem, "prepare_descent")
+        if not self.has_fused(problem.model):
+            raise ValueError(f"backend {self.name!r} has no fused descent driver for model {problem.model!r}")
         check_descent_args(iterations, step)
         device = self._check_options(device, dtype)
-        return self._prepare_descent(problem, iterations=int(iterations), step=float(step), device=device, dtype=dtype)
+        return self._handler("prepare_descent", problem.model)(
+            problem, iterations=int(iterations), step=float(step), device=device, dtype=dtype
+        )
 
     def _prepare_descent(
-        self, problem: Lorenz63Problem, *, iterations: int, step: float, device: str, dtype: str
+        self, problem: Any, *, iterations: int, step: float, device: str, dtype: str
     ) -> Callable[[np.ndarray], DescentResult]:
         raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<backend {self.name} ({self.kind})>"
+
+
+def loop_batch(vg: Prepared) -> PreparedBatch:
+    """The fallback batch: ``vg`` once per row (idiom "loop")."""
+    problem = vg.problem
+
+    def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        U = check_controls(problem, U)
+        J = np.empty(U.shape[0])
+        G = np.empty(U.shape)
+        for b in range(U.shape[0]):
+            J[b], G[b] = vg(U[b])
+        return J, G
+
+    return PreparedBatch(vgb, problem, idiom="loop", device=vg.device, dtype=vg.dtype, compile_s=vg.compile_s, info=vg.info)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.backend:
         chosen = [backend(n) for n in args.backend]  # unknown name: ValueError -> exit 2
     else:
-        chosen = [b for b in all_backends() if b.kind != "reference"]
+        chosen = [b for b in all_backends() if not b.reference]
     failed = False
     width = max(len(b.name) for b in chosen)
     label = ", ".join(p.control for p in problems)
