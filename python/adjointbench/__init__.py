@@ -1,4 +1,4 @@
-"""adjointbench: one 4D-Var gradient of the Lorenz (1963) model, many ways, verified and timed.
+"""adjointbench: the 4D-Var gradient of Lorenz (1963) and Lorenz (1996), many ways, verified and timed.
 
     import adjointbench as ab
     problem = ab.Lorenz63Problem.paper()
@@ -7,11 +7,13 @@
 """
 
 from .backends import Backend, DescentResult, Prepared, backend, names as backend_names, python_descent
+from .models import MODELS, Lorenz96Problem, load_problem, problem_from_dict, problem_from_json
 from .problem import CONTROLS, Lorenz63Problem
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CONTROLS", "Backend", "DescentResult", "Lorenz63Problem", "Prepared", "backend",
-    "backend_names", "python_descent", "__version__",
+    "CONTROLS", "MODELS", "Backend", "DescentResult", "Lorenz63Problem", "Lorenz96Problem", "Prepared",
+    "backend", "backend_names", "load_problem", "problem_from_dict", "problem_from_json", "python_descent",
+    "__version__",
 ]

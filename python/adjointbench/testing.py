@@ -1,10 +1,12 @@
-"""Random Lorenz-63 problems for tests and checks: never numbers copied from an earlier run."""
+"""Random problems (both models) for tests and checks: never numbers copied from an earlier run."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .model import trajectory
+from .models import Lorenz96Problem
+from .models import lorenz96_equations as l96
 from .problem import Lorenz63Problem
 
 
@@ -32,4 +34,45 @@ def random_problem(rng: np.random.Generator, control: str = "state", max_steps: 
     return Lorenz63Problem(
         dt=dt, nsteps=nsteps, x0=x_truth + rng.normal(0, 0.5, 3), params=guess,
         obs_steps=steps, obs_values=values, control=control,
+    )
+
+
+def random_problem96(
+    rng: np.random.Generator, control: str = "state", n: int | None = None, max_steps: int = 30,
+    background: bool | None = None,
+) -> Lorenz96Problem:
+    """A random Lorenz-96 problem: random n (4, 5, 7, 40 or up to 64 unless given), F, dt,
+    window, observation steps (0 and the last each with probability 1/2), a random subset of
+    observed indices, with or without a background term (random unless given), random sigmas.
+
+    The truth starts on a random state near the attractor's range (F + 2 xi); observations
+    are the truth plus noise and the first guess a perturbed truth, so every entry of the
+    gradient is generically non-zero.
+    """
+    if n is None:
+        n = int(rng.choice([4, 5, 7, 40, int(rng.integers(4, 65))]))
+    nsteps = int(rng.integers(1, max_steps + 1))
+    dt = float(rng.uniform(0.005, 0.05))
+    F = float(rng.uniform(4.0, 12.0))
+    k = int(rng.integers(1, min(nsteps + 1, 6) + 1))
+    steps = set(rng.choice(nsteps + 1, size=k, replace=False).tolist())
+    if rng.random() < 0.5:
+        steps.add(0)
+    if rng.random() < 0.5:
+        steps.add(nsteps)
+    steps = sorted(steps)
+    m = int(rng.integers(1, n + 1))
+    idx = np.sort(rng.choice(n, size=m, replace=False))
+    x_truth = F + 2.0 * rng.standard_normal(n)
+    truth = l96.observe(x_truth, F, dt, np.array(steps), idx)
+    sigma_o = float(rng.uniform(0.5, 2.0))
+    values = truth + sigma_o * rng.standard_normal(truth.shape)
+    if background is None:
+        background = bool(rng.random() < 0.5)
+    sigma_b = float(rng.uniform(0.5, 2.0))
+    guess = x_truth + 0.5 * rng.standard_normal(n)
+    return Lorenz96Problem(
+        n=n, dt=dt, nsteps=nsteps, x0=guess, F=F * float(rng.uniform(0.9, 1.1)), obs_steps=steps, obs_indices=idx,
+        obs_values=values, sigma_o=sigma_o, background=(x_truth + sigma_b * rng.standard_normal(n)) if background else None,
+        sigma_b=sigma_b, control=control,
     )

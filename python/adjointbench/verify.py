@@ -189,11 +189,40 @@ def _tlm_adjoint(problem: Lorenz63Problem, u: np.ndarray):
     return L, LT
 
 
-def dot_product_test(problem: Lorenz63Problem, u: np.ndarray, du: np.ndarray) -> tuple[float, float]:
+def _tlm_adjoint96(problem: Any, u: np.ndarray):
+    """Tangent linear map du -> dx_N and its transpose for Lorenz-96 RK4 (models/lorenz96_equations)."""
+    from .models import lorenz96_equations as l96
+
+    x0, F = problem.split(np.asarray(u, dtype=np.float64))
+    X = l96.trajectory(x0, F, problem.dt, problem.nsteps)
+    params = problem.control == "state+params"
+
+    def L(du: np.ndarray) -> np.ndarray:
+        dx = du[: problem.n].copy()
+        dF = du[problem.n] if params else 0.0
+        for n in range(problem.nsteps):
+            dx = l96.step_tangent(X[n], dx, F, dF, problem.dt)
+        return dx
+
+    def LT(a: np.ndarray) -> np.ndarray:
+        dF = 0.0
+        for n in range(problem.nsteps - 1, -1, -1):
+            a, dFn = l96.step_adjoint(X[n], a, F, problem.dt)
+            dF += dFn
+        return np.concatenate([a, [dF]]) if params else a
+
+    return L, LT
+
+
+def dot_product_test(problem: Problem, u: np.ndarray, du: np.ndarray) -> tuple[float, float]:
     """(<L du, L du>, <du, L^T L du>) for L the tangent linear map control -> x_N (eqs. 5-7).
 
     Equal to rounding when the adjoint is the transpose of the tangent linear model.
     """
+    if problem.model == "lorenz96":
+        L96, LT96 = _tlm_adjoint96(problem, u)
+        dxN = L96(np.asarray(du, dtype=np.float64))
+        return float(dxN @ dxN), float(np.asarray(du) @ LT96(dxN))
     L, LT = _tlm_adjoint(problem, u)
     dxN = L(np.asarray(du, dtype=np.float64))[-1]
     _, adj = LT(dxN)

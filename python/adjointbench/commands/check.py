@@ -6,7 +6,9 @@ import argparse
 
 from .. import verify
 from ..backends import all_backends, backend
-from ..problem import CONTROLS, Lorenz63Problem
+from ..models import load_problem, model_names
+from ..problem import CONTROLS
+from ._common import default_problem
 
 NAME = "check"
 HELP = "compare backends' gradients with the complex-step reference (pass at <= 1e-10)"
@@ -15,15 +17,17 @@ ORDER = 40
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", action="append", metavar="NAME", help="backend to check (repeatable; default: all but references)")
-    p.add_argument("--problem", metavar="FILE", help="problem JSON (default: the paper's, both controls)")
+    p.add_argument("--problem", metavar="FILE", help="problem JSON, any model (default: the model's default problem, both controls)")
+    p.add_argument("--model", choices=model_names(), default="lorenz63",
+                   help="without --problem: lorenz63 (the paper's problem) or lorenz96 (standard, n = 40)")
     p.add_argument("--tolerance", type=float, default=verify.TOLERANCE)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.problem:
-        problems = [Lorenz63Problem.load(args.problem)]
+        problems = [load_problem(args.problem)]
     else:
-        problems = [Lorenz63Problem.paper(control=c) for c in CONTROLS]
+        problems = [default_problem(args.model, c) for c in CONTROLS]
     if args.backend:
         chosen = [backend(n) for n in args.backend]  # unknown name: ValueError -> exit 2
     else:
@@ -31,9 +35,12 @@ def run(args: argparse.Namespace) -> int:
     failed = False
     width = max(len(b.name) for b in chosen)
     label = ", ".join(p.control for p in problems)
-    print(f"gradient vs complex step (max-norm relative error over control {label}; tolerance {args.tolerance:g})")
+    print(f"{problems[0].label().split(' control=')[0]}: gradient vs complex step "
+          f"(max-norm relative error over control {label}; tolerance {args.tolerance:g})")
     for b in chosen:
         ok, reason = b.available()
+        if ok:
+            ok, reason = b.supports(problems[0].model)
         if not ok:
             print(f"{b.name:<{width}}  skipped      ({reason})")
             continue

@@ -131,6 +131,17 @@ def trajectory_bytes(n: int, nstates: int) -> int:
     return 8 * int(n) * int(nstates)
 
 
+def check_budget(n: int, nstates: int, memory_budget: int | None) -> None:
+    """ValueError, with the bytes needed, when the stored trajectory would exceed the budget."""
+    budget = default_memory_budget() if memory_budget is None else _int(memory_budget, "memory_budget")
+    need = trajectory_bytes(n, nstates)
+    if need > budget:
+        raise ValueError(
+            f"the stored trajectory ({nstates} states x {n} variables) would need {need} bytes, "
+            f"over the memory budget of {budget} bytes (set memory_budget or {BUDGET_ENV})"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class Lorenz96Problem:
     """A strong-constraint 4D-Var problem for Lorenz-96 with RK4 (docs/DESIGN.md).
@@ -188,13 +199,7 @@ class Lorenz96Problem:
         steps = _index_array(self.obs_steps, "obs.steps")
         _strictly_increasing(steps, 0, nsteps, "obs.steps", f"nsteps={nsteps}")
         set_(self, "obs_steps", steps)
-        budget = default_memory_budget() if self.memory_budget is None else _int(self.memory_budget, "memory_budget")
-        need = trajectory_bytes(n, int(steps[-1]) + 1)
-        if need > budget:
-            raise ValueError(
-                f"the stored trajectory ({int(steps[-1]) + 1} states x {n} variables) would need {need} bytes, "
-                f"over the memory budget of {budget} bytes (set memory_budget or {BUDGET_ENV})"
-            )
+        check_budget(n, int(steps[-1]) + 1, self.memory_budget)
         idx = _index_array(self.obs_indices, "obs.indices")
         _strictly_increasing(idx, 0, n - 1, "obs.indices", f"n-1={n - 1}")
         set_(self, "obs_indices", idx)
@@ -328,14 +333,17 @@ class Lorenz96Problem:
             raise ValueError(f"obs_stride must be >= 1, got {obs_stride}")
         if spinup < 0:
             raise ValueError(f"spinup must be >= 0, got {spinup}")
+        if n < MIN_N:
+            raise ValueError(f"n must be >= {MIN_N} (the stencil reaches x_(i-2) and x_(i+1)), got {n}")
         steps = np.arange(obs_every, nsteps + 1, obs_every)
-        idx = np.arange(0, max(n, 0), obs_stride)
+        check_budget(n, int(steps[-1]) + 1, memory_budget)  # before anything of size n is allocated
+        idx = np.arange(0, n, obs_stride)
         # validate the shape of the problem (n, budget, sigmas...) before integrating anything
         probe = dict(
             n=n, dt=dt, nsteps=nsteps, F=F, obs_steps=steps, obs_indices=idx, sigma_o=sigma_o,
             sigma_b=sigma_b, control=control, seed=seed, memory_budget=memory_budget,
         )
-        cls(x0=np.zeros(max(n, 0)), obs_values=np.zeros((steps.size, idx.size)), **probe)
+        cls(x0=np.zeros(n), obs_values=np.zeros((steps.size, idx.size)), **probe)
         rng = np.random.default_rng(seed)
         x = F + 0.01 * rng.standard_normal(n)
         x = eq.integrate(x, F, dt, spinup)

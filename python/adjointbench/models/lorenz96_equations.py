@@ -101,12 +101,64 @@ def step_adjoint(x: np.ndarray, a: np.ndarray, F: Any, dt: float) -> tuple[np.nd
     return a + g1 + g2 + g3 + g4, dF
 
 
+class _Stepper:
+    """``step`` for one state vector with preallocated buffers (no allocation per step).
+
+    The same operations in the same order as ``step``, so the same bits: used where only the
+    end state is needed (spin-up, observing a truth), where the allocations of ``step`` cost
+    half the time at N = 10^6.
+    """
+
+    def __init__(self, x: np.ndarray, F: Any, dt: float) -> None:
+        self.F, self.dt = F, dt
+        self.x = np.array(x)
+        self.p = np.empty(self.x.shape[-1] + 3, dtype=self.x.dtype)
+        self.k = [np.empty_like(self.x) for _ in range(4)]
+        self.xs = np.empty_like(self.x)
+
+    def _rhs(self, x: np.ndarray, out: np.ndarray) -> None:
+        p = self.p
+        p[2:-1] = x
+        p[:2] = x[-2:]
+        p[-1] = x[0]
+        np.subtract(p[3:], p[:-3], out=out)
+        out *= p[1:-2]
+        out -= x
+        out += self.F
+
+    def step(self) -> None:
+        x, xs, (k1, k2, k3, k4), dt = self.x, self.xs, self.k, self.dt
+        self._rhs(x, k1)
+        np.multiply(0.5 * dt, k1, out=xs)
+        xs += x
+        self._rhs(xs, k2)
+        np.multiply(0.5 * dt, k2, out=xs)
+        xs += x
+        self._rhs(xs, k3)
+        np.multiply(dt, k3, out=xs)
+        xs += x
+        self._rhs(xs, k4)
+        # x + (dt/6) * (((k1 + 2 k2) + 2 k3) + k4), evaluated as in ``step``
+        k2 *= 2.0
+        k1 += k2
+        k3 *= 2.0
+        k1 += k3
+        k1 += k4
+        k1 *= dt / 6.0
+        x += k1
+
+
 def integrate(x0: np.ndarray, F: Any, dt: float, nsteps: int) -> np.ndarray:
     """x_nsteps from x_0 (nothing stored)."""
-    x = np.array(x0)
+    if np.ndim(x0) != 1 or np.ndim(F):
+        x = np.array(x0)
+        for _ in range(nsteps):
+            x = step(x, F, dt)
+        return x
+    s = _Stepper(x0, F, dt)
     for _ in range(nsteps):
-        x = step(x, F, dt)
-    return x
+        s.step()
+    return s.x
 
 
 def observe(x0: np.ndarray, F: Any, dt: float, steps: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -115,8 +167,7 @@ def observe(x0: np.ndarray, F: Any, dt: float, steps: np.ndarray, indices: np.nd
     x = np.array(x0)
     n = 0
     for k, s in enumerate(np.asarray(steps).tolist()):
-        for _ in range(s - n):
-            x = step(x, F, dt)
+        x = integrate(x, F, dt, s - n)
         n = s
         out[k] = x[indices]
     return out
