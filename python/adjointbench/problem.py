@@ -224,26 +224,30 @@ class Lorenz63Problem:
 
     # ---- constructors -------------------------------------------------------------------
     @classmethod
-    def paper(cls, control: str = "state", noise: float = 0.0, seed: int | None = None) -> "Lorenz63Problem":
+    def paper(
+        cls, control: str = "state", noise: float = 0.0, seed: int | None = None, *, dt: float = PAPER_DT,
+        nsteps: int = PAPER_NSTEPS, obs_steps: Any = PAPER_OBS_STEPS,
+    ) -> "Lorenz63Problem":
         """The paper's set-up (§4.1): truth from (1, 3, 5), observations at 60, 120, 180.
 
         First guess (1.1, 3.3, 5.5); for control ``state+params`` also (sigma, r, beta) =
-        (11, 30, 2) as in Tbl. 2, otherwise the parameters are fixed at the truth.
+        (11, 30, 2) as in Tbl. 2, otherwise the parameters are fixed at the truth.  ``dt``,
+        ``nsteps`` and ``obs_steps`` vary the window (observations of the same truth run).
         """
         control_names(control)
-        truth = trajectory(np.array(PAPER_TRUTH_X0), *PAPER_TRUTH_PARAMS.values(), PAPER_DT, PAPER_NSTEPS)
-        values = truth[list(PAPER_OBS_STEPS)]
+        probe = cls(
+            dt=dt, nsteps=nsteps, x0=np.array(PAPER_FIRST_GUESS_X0), params=dict(PAPER_TRUTH_PARAMS),
+            obs_steps=obs_steps, obs_values=np.zeros((len(np.atleast_1d(obs_steps)), 3)), control=control,
+        )  # every field validated before the truth is integrated
+        truth = trajectory(np.array(PAPER_TRUTH_X0), *PAPER_TRUTH_PARAMS.values(), probe.dt, probe.last_obs_step)
+        values = truth[probe.obs_steps]
         noise = _finite_float(noise, "noise")
         if noise < 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
         if noise > 0:
             values = values + noise * np.random.default_rng(seed).standard_normal(values.shape)
         params = PAPER_FIRST_GUESS_PARAMS if control == "state+params" else PAPER_TRUTH_PARAMS
-        return cls(
-            dt=PAPER_DT, nsteps=PAPER_NSTEPS, x0=np.array(PAPER_FIRST_GUESS_X0), params=dict(params),
-            obs_steps=np.array(PAPER_OBS_STEPS), obs_values=values, control=control,
-            noise=noise, seed=seed if noise > 0 else None,
-        )
+        return probe.with_(params=dict(params), obs_values=values, noise=noise, seed=seed if noise > 0 else None)
 
     # ---- JSON ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
