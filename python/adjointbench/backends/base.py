@@ -239,6 +239,21 @@ class Backend:
         vg = self._handler("prepare", problem.model)(problem, device=device, dtype=dtype)
         return loop_batch(vg)
 
+    def has_cost(self, model: str) -> bool:
+        """Whether ``prepare_cost`` (forward-only J) exists for ``model``."""
+        return model in self.models and hasattr(self, "_prepare_cost" if model == "lorenz63" else f"_prepare_cost_{model}")
+
+    def prepare_cost(self, problem: Problem, *, device: str | None = None, dtype: str = "float64") -> Callable[[np.ndarray], float]:
+        """Forward-only ``J(u)`` by the same tool and code path as ``prepare`` (no gradient, no tape).
+
+        The scaling study divides the gradient's time by this one's (the cheap-gradient ratio).
+        """
+        self._check_problem(problem, "prepare_cost")
+        if not self.has_cost(problem.model):
+            raise ValueError(f"backend {self.name!r} has no forward-only cost for model {problem.model!r}")
+        device = self._check_options(device, dtype)
+        return self._handler("prepare_cost", problem.model)(problem, device=device, dtype=dtype)
+
     def prepare_descent(
         self, problem: Problem, *, iterations: int = TBL3_ITERATIONS, step: float = TBL3_STEP,
         device: str | None = None, dtype: str = "float64",

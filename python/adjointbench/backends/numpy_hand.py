@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import hand_adjoint
+from .. import hand_adjoint, model
 from ..models import Lorenz96Problem
 from ..models import lorenz96_equations as l96
 from ..problem import Lorenz63Problem
@@ -107,6 +107,19 @@ class NumpyBackend(Backend):
 
     def _prepare_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Prepared:
         return Prepared(make_vg96(problem), problem, device=device, dtype=dtype)
+
+    def _prepare_cost(self, problem: Lorenz63Problem, *, device: str, dtype: str):
+        # List 1 interpreted, as the gradient's forward sweep (model.py is that sweep's source)
+        def J(u: np.ndarray) -> float:
+            return float(model.cost(problem, problem.check_control(u)))
+
+        return J
+
+    def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str):
+        def J(u: np.ndarray) -> float:
+            return float(l96.cost(problem, problem.check_control(u)))
+
+        return J
 
     def _prepare_batch(self, problem, *, device: str, dtype: str) -> PreparedBatch:
         make = make_vgb96 if problem.model == "lorenz96" else make_vgb
