@@ -77,13 +77,19 @@ def _rejected_construct(message: str) -> str:
     return " | ".join(line.strip() for line in lines[:3] if line.strip()) or message
 
 
-def parse(text: str, name: str = "<ir>"):
-    """Fix up, parse and verify IR with llvmlite; UnsupportedIR names what LLVM 22 rejects."""
+def parse(text: str, name: str = "<ir>", context=None):
+    """Fix up, parse and verify IR with llvmlite; UnsupportedIR names what LLVM 22 rejects.
+
+    ``context``: the LLVM context to parse into (default: llvmlite's global one, where the
+    modules of one object are linked).  Named struct types are unique per context: a second
+    module declaring ``%struct.Problem`` in the same context gets ``%struct.Problem.0``, so
+    modules compared as text need a fresh context each.
+    """
     import llvmlite.binding as llvm
 
     fixed = fix_up(text)
     try:
-        module = llvm.parse_assembly(fixed)
+        module = llvm.parse_assembly(fixed, context)
         module.verify()
     except RuntimeError as e:
         raise UnsupportedIR(
@@ -94,23 +100,35 @@ def parse(text: str, name: str = "<ir>"):
     return module
 
 
-def emit_object(modules: Iterable[tuple[str, str, str]], path: str) -> None:
+def emit_object(modules: Iterable[tuple], path: str) -> None:
     """Link IR modules into one x86-64 object file at ``path``.
 
-    ``modules`` holds (name, IR text, symbol): each module's ``entry`` function (the ABI of
-    enzyme_ad's compile_to_llvm) is renamed to ``symbol``, a name the extension can own, and
-    several modules may share one object.  Position-independent code for generic x86-64: the
-    object goes into a shared library that must run wherever the wheel is installed.
+    ``modules`` holds (name, IR text, symbol) or (name, IR text, symbol, renames): each
+    module's ``entry`` function (the ABI of enzyme_ad's compile_to_llvm) is renamed to
+    ``symbol``, a name the extension can own, and several modules may share one object.
+    ``renames`` maps other functions the module declares to the names the extension defines
+    instead (Lorenz-96 sends Enzyme's tape ``malloc``/``free`` to a reusing allocator, see
+    kernels/enzyme_lorenz96.pyx); the replacement must have the same contract.
+    Position-independent code for generic x86-64: the object goes into a shared library that
+    must run wherever the wheel is installed.
     """
     import llvmlite.binding as llvm
 
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     linked = None
-    for name, text, symbol in modules:
+    for name, text, symbol, *rest in modules:
         module = parse(text, name)
         entry = module.get_function("entry")
         entry.name = symbol
+        for old, new in (rest[0] if rest else {}).items():
+            try:
+                fn = module.get_function(old)
+            except NameError:
+                continue  # the module does not use it
+            if not fn.is_declaration:
+                raise UnsupportedIR(f"{name}: cannot rename {old!r}, the module defines it")
+            fn.name = new
         if linked is None:
             linked = module
         else:

@@ -1,6 +1,7 @@
-"""Build of ``adjointbench._enzyme``: Enzyme-generated IR -> x86-64 object -> Cython extension.
+"""Build of ``adjointbench._enzyme`` (Lorenz-63) and ``adjointbench._enzyme96`` (Lorenz-96):
+Enzyme-generated IR -> x86-64 object -> Cython extension, one object per extension.
 
-The IR in kernels/generated/ was produced from kernels/lorenz63_enzyme.cpp by enzyme-ad
+The IR in kernels/generated/ was produced from kernels/lorenz{63,96}_enzyme.cpp by enzyme-ad
 (build_tools/regenerate_enzyme_ir.py) and is shipped, so the build needs only llvmlite (a
 build requirement in pyproject.toml) and Cython.  If the C++ source has changed since the IR
 was generated, the build regenerates it with enzyme-ad when that is installed and otherwise
@@ -23,46 +24,57 @@ if str(HERE) not in sys.path:
 import regenerate_enzyme_ir as regen  # noqa: E402  (build_tools/ is not a package)
 
 
-def _ir_texts() -> list[tuple[str, str, str]]:
-    """(name, IR, symbol) for each front door: the shipped IR, or fresh IR if it is stale."""
-    source = regen.SOURCE.read_text()
-    digest = regen.source_digest(source)
+#: extension -> (Cython source, front doors linked into its object, object file name)
+EXTENSIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "adjointbench._enzyme": ("kernels/enzyme_lorenz63.pyx", ("lorenz63_entry",), "lorenz63_enzyme.o"),
+    "adjointbench._enzyme96": ("kernels/enzyme_lorenz96.pyx", ("lorenz96_entry",), "lorenz96_enzyme.o"),
+}
+
+
+def _ir_texts(front_doors: tuple[str, ...]) -> list[tuple[str, str, str, dict[str, str]]]:
+    """(name, IR, symbol, renames) for each front door: the shipped IR, or fresh IR if it is stale."""
     modules = []
-    for front_door, symbol in regen.FRONT_DOORS.items():
+    for front_door in front_doors:
+        fd = regen.FRONT_DOORS[front_door]
+        source = regen.source_text(front_door)
         path = regen.ir_path(front_door)
         text = path.read_text() if path.exists() else ""
-        if regen.shipped_digest(text) != digest:
+        if regen.shipped_digest(text) != regen.source_digest(source):
             try:
                 text = regen.generate(front_door, source)
             except ImportError:
                 raise RuntimeError(
-                    f"{path.relative_to(ROOT)} does not match kernels/lorenz63_enzyme.cpp and enzyme-ad "
+                    f"{path.relative_to(ROOT)} does not match kernels/{fd.source} and enzyme-ad "
                     "is not installed to regenerate it (run build_tools/regenerate_enzyme_ir.py)"
                 ) from None
-        modules.append((front_door, text, symbol))
+        modules.append((front_door, text, fd.symbol, dict(fd.renames)))
     return modules
 
 
 def _prebuild(cmd, ext: Extension) -> None:
     import enzyme_ir
 
-    obj = os.path.join(cmd.build_temp, "lorenz63_enzyme.o")
+    _, front_doors, obj_name = EXTENSIONS[ext.name]
+    obj = os.path.join(cmd.build_temp, obj_name)
     os.makedirs(cmd.build_temp, exist_ok=True)
-    enzyme_ir.emit_object(_ir_texts(), obj)
+    enzyme_ir.emit_object(_ir_texts(front_doors), obj)
     if obj not in ext.extra_objects:
         ext.extra_objects.append(obj)
 
 
 def extensions() -> list[Extension]:
-    ext = Extension(
-        "adjointbench._enzyme",
-        sources=["kernels/enzyme_lorenz63.pyx"],
-        depends=[
-            "kernels/lorenz63_enzyme.cpp",
-            "kernels/_buffers.pxi",
-            "build_tools/enzyme_ir.py",
-            *(f"kernels/generated/{name}.ll" for name in regen.FRONT_DOORS),
-        ],
-    )
-    ext.prebuild = _prebuild
-    return [ext]
+    exts = []
+    for name, (pyx, front_doors, _) in EXTENSIONS.items():
+        ext = Extension(
+            name,
+            sources=[pyx],
+            depends=[
+                *(f"kernels/{regen.FRONT_DOORS[fd].source}" for fd in front_doors),
+                "kernels/_buffers.pxi",
+                "build_tools/enzyme_ir.py",
+                *(f"kernels/generated/{fd}.ll" for fd in front_doors),
+            ],
+        )
+        ext.prebuild = _prebuild
+        exts.append(ext)
+    return exts

@@ -1,4 +1,4 @@
-"""Regenerate kernels/generated/*.ll from kernels/lorenz63_enzyme.cpp with enzyme-ad.
+"""Regenerate kernels/generated/*.ll from kernels/lorenz{63,96}_enzyme.cpp with enzyme-ad.
 
     python build_tools/regenerate_enzyme_ir.py          # rewrite the shipped IR
     python build_tools/regenerate_enzyme_ir.py --check  # exit 1 if the shipped IR is stale
@@ -16,28 +16,74 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "kernels" / "lorenz63_enzyme.cpp"
-GENERATED = ROOT / "kernels" / "generated"
+KERNELS = ROOT / "kernels"
+GENERATED = KERNELS / "generated"
 ENZYME_AD_VERSION = "0.0.16"
 
-#: ABI of the ahead-of-time front door (see the comments in lorenz63_enzyme.cpp): outputs
-#: res = (J, grad[6]), u_final[6], costs; inputs u[6], reals = (dt, step),
-#: sizes = (K, ncontrol, iterations), steps, obs (extent 1: they only carry pointers)
-_OUTS = [("double", [7]), ("double", [6]), ("double", [1])]
-_INS = [("double", [6]), ("double", [2]), ("int32_t", [3]), ("int32_t", [1]), ("double", [1])]
-#: extra clang -cc1 flags.  ``-no-implicit-float`` marks every function ``noimplicitfloat``,
-#: which turns off the SLP vectoriser in enzyme-ad's fixed -O3 pipeline (``-mllvm`` options
-#: have no effect there).  SLP packed y and z of the Euler step and of its adjoint into 2-lane
-#: vectors whose shuffles sit on the loop-carried dependency chains; scalar code made the
-#: gradient at the paper problem ~20% faster.  The forward model rounds exactly as before
-#: (List 1; J is bit for bit the same): only Enzyme's fast-math derivative code may sum in
-#: another order.
-CC1_FLAGS = ("-no-implicit-float",)
-#: front door -> the symbol its ``entry`` gets in the object file (kernels/enzyme_lorenz63.pyx)
-FRONT_DOORS: dict[str, str] = {"lorenz63_entry": "adjointbench_enzyme_lorenz63"}
+
+@dataclass(frozen=True)
+class FrontDoor:
+    """One ``entry(void** outs, void** ins)`` module: which source, ABI and symbol.
+
+    ``outs``/``ins`` are the (element type, extents) enzyme-ad casts each pointer to (see the
+    front door's comment in its source); ``cc1_flags`` are extra clang -cc1 flags.
+    """
+
+    source: str
+    symbol: str
+    outs: tuple[tuple[str, tuple[int, ...]], ...]
+    ins: tuple[tuple[str, tuple[int, ...]], ...]
+    cc1_flags: tuple[str, ...] = ()
+    #: functions the object calls under another name (build_tools/enzyme_ir.emit_object)
+    renames: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def source_path(self) -> Path:
+        return KERNELS / self.source
+
+
+#: ``-no-implicit-float`` (Lorenz-63) marks every function ``noimplicitfloat``, which turns off
+#: the SLP vectoriser in enzyme-ad's fixed -O3 pipeline (``-mllvm`` options have no effect
+#: there).  SLP packed y and z of the Euler step and of its adjoint into 2-lane vectors whose
+#: shuffles sit on the loop-carried dependency chains; scalar code made the gradient at the
+#: paper problem ~20% faster.  The forward model rounds exactly as before (List 1; J is bit for
+#: bit the same): only Enzyme's fast-math derivative code may sum in another order.
+#: Lorenz-96 keeps the flag off: its loops run over the N variables, and the loop vectoriser
+#: (which the attribute would turn off too) packs them, the forward and Enzyme's reverse alike.
+NO_SLP = ("-no-implicit-float",)
+
+#: front door -> its module.  Lorenz-63 (kernels/lorenz63_enzyme.cpp): outputs res = (J,
+#: grad[6]), u_final[6], costs; inputs u[6], reals = (dt, step), sizes = (K, ncontrol,
+#: iterations), steps, obs.  Lorenz-96 (kernels/lorenz96_enzyme.cpp): outputs J, G, work;
+#: inputs U, reals = (dt, F, sigma_o, sigma_b, step), sizes = (n, ncontrol, nobs, m, B,
+#: iterations, has_background), steps, idx, obs, xb.  Extent 1 marks a tensor that only
+#: carries a pointer (its size is a run-time value checked by the Cython wrapper).
+FRONT_DOORS: dict[str, FrontDoor] = {
+    "lorenz63_entry": FrontDoor(
+        "lorenz63_enzyme.cpp", "adjointbench_enzyme_lorenz63",
+        outs=(("double", (7,)), ("double", (6,)), ("double", (1,))),
+        ins=(("double", (6,)), ("double", (2,)), ("int32_t", (3,)), ("int32_t", (1,)), ("double", (1,))),
+        cc1_flags=NO_SLP,
+    ),
+    "lorenz96_entry": FrontDoor(
+        "lorenz96_enzyme.cpp", "adjointbench_enzyme_lorenz96",
+        outs=(("double", (1,)), ("double", (1,)), ("double", (1,))),
+        ins=(
+            ("double", (1,)), ("double", (5,)), ("int32_t", (7,)), ("int32_t", (1,)), ("int32_t", (1,)),
+            ("double", (1,)), ("double", (1,)),
+        ),
+        # Enzyme's tape (the values its reverse sweep needs, ~64 bytes per variable and time
+        # step) is 32 malloc/free pairs per gradient, each of nsteps*n doubles: glibc serves
+        # blocks that large with a fresh mmap every call, and the page faults took ~70% of the
+        # gradient's time at N = 40000.  kernels/enzyme_lorenz96.pyx defines these two with
+        # malloc's contract, keeping freed blocks per thread for the next gradient.
+        renames=(("malloc", "adjointbench_enzyme96_tape_malloc"), ("free", "adjointbench_enzyme96_tape_free")),
+    ),
+}
 
 
 def source_digest(text: str) -> str:
@@ -48,11 +94,16 @@ def ir_path(front_door: str) -> Path:
     return GENERATED / f"{front_door}.ll"
 
 
+def source_text(front_door: str) -> str:
+    """The C++ source the front door is compiled from."""
+    return FRONT_DOORS[front_door].source_path.read_text()
+
+
 def header(front_door: str, source: str) -> str:
     return (
         f"; generated by build_tools/regenerate_enzyme_ir.py with enzyme-ad {ENZYME_AD_VERSION}: do not edit\n"
         f"; front door: {front_door}\n"
-        f"; source: kernels/lorenz63_enzyme.cpp sha256 {source_digest(source)}\n"
+        f"; source: kernels/{FRONT_DOORS[front_door].source} sha256 {source_digest(source)}\n"
     )
 
 
@@ -64,42 +115,54 @@ def shipped_digest(text: str) -> str | None:
     return None
 
 
-def generate(front_door: str, source: str) -> str:
-    """Raw IR (as enzyme-ad writes it) for one front door of the C++ source."""
+def generate(front_door: str, source: str | None = None) -> str:
+    """Raw IR (as enzyme-ad writes it) for one front door (of its source file by default)."""
     import tempfile
 
     from enzyme_ad.jax import primitives
 
-    argv = ("-resource-dir", primitives.resource_dir()) + tuple(primitives.cflags()) + CC1_FLAGS
+    fd = FRONT_DOORS[front_door]
+    source = source_text(front_door) if source is None else source
+    argv = ("-resource-dir", primitives.resource_dir()) + tuple(primitives.cflags()) + fd.cc1_flags
+    outs = [(t, list(e)) for t, e in fd.outs]
+    ins = [(t, list(e)) for t, e in fd.ins]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.ll"
         primitives.enzyme_call.compile_to_llvm(
-            str(out), source, front_door, _OUTS, _INS, argv, primitives.LANG_CPP, False, ""
+            str(out), source, front_door, outs, ins, argv, primitives.LANG_CPP, False, ""
         )
         return out.read_text()
 
 
 def canonical(text: str) -> str:
-    """IR re-printed by LLVM after the fix-ups: independent of metadata numbering."""
+    """IR re-printed by LLVM after the fix-ups: independent of metadata numbering.
+
+    Parsed in a fresh LLVM context, so that named struct types keep their names (in a shared
+    context the second parse of the same module would rename them).
+    """
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import enzyme_ir
+    import llvmlite.binding as llvm
 
-    return str(enzyme_ir.parse(text, "canonical"))
+    return str(enzyme_ir.parse(text, "canonical", llvm.create_context()))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only compare with the shipped IR")
     args = ap.parse_args(argv)
-    source = SOURCE.read_text()
     stale = []
     for front_door in FRONT_DOORS:
+        source = source_text(front_door)
         fresh = generate(front_door, source)
         path = ir_path(front_door)
+        shipped = path.read_text() if path.exists() else ""
+        current = bool(shipped) and shipped_digest(shipped) == source_digest(source) and canonical(shipped) == canonical(fresh)
         if args.check:
-            shipped = path.read_text() if path.exists() else ""
-            if not shipped or canonical(shipped) != canonical(fresh) or shipped_digest(shipped) != source_digest(source):
+            if not current:
                 stale.append(path.name)
+        elif current:  # same module: keep the shipped text (enzyme-ad's metadata numbering varies)
+            print(f"up to date: {path.relative_to(ROOT)}")
         else:
             canonical(fresh)  # refuse to ship IR that the build could not use
             GENERATED.mkdir(exist_ok=True)

@@ -6,6 +6,11 @@ number of observations) to enzyme-ad's embedded clang + Enzyme when the JAX func
 compiled in ``prepare``, and XLA calls the result.  Next to ``enzyme`` (the same IR built
 ahead of time and called through Cython) it shows what the JIT route costs: compile time in
 prepare and JAX's dispatch on every call.  The C++ source is read from the source checkout.
+
+Lorenz-96: kernels/lorenz96_enzyme.cpp, front door ``lorenz96_vg_tensor``, whose template
+parameters (N, the observation counts) are deduced from the array shapes, so every problem
+size is its own compilation; Enzyme's scratch is a second output of the call (XLA owns it).
+No batch or fused driver for Lorenz-96 here (a vmap of cpp_call has no batching rule).
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from typing import Callable
 
 import numpy as np
 
+from ..models import Lorenz96Problem
 from ..native import kernel_source
 from ..problem import PARAM_NAMES, Lorenz63Problem
 from .base import Backend, DescentResult, Prepared, missing_modules, timed
 
 SOURCE = "lorenz63_enzyme.cpp"
 FRONT_DOOR = "lorenz63_vg_tensor"
+SOURCE96 = "lorenz96_enzyme.cpp"
+FRONT_DOOR96 = "lorenz96_vg_tensor"
 
 
 def _compiled(problem: Lorenz63Problem, iterations: int | None = None, step: float = 0.0):
@@ -53,11 +61,35 @@ def _compiled(problem: Lorenz63Problem, iterations: int | None = None, step: flo
     return jax.jit(descent)
 
 
+def _compiled96(problem: Lorenz96Problem):
+    """A jitted function of the control u: res = (J, grad) from lorenz96_vg_tensor."""
+    import jax
+    import jax.numpy as jnp
+    from enzyme_ad.jax import cpp_call
+
+    source = kernel_source(SOURCE96).read_text()
+    n, nc = problem.n, problem.n_control
+    reals = np.array([problem.dt, problem.F, problem.sigma_o, problem.sigma_b, float(problem.has_background)])
+    steps = np.asarray(problem.obs_steps, dtype=np.int32)
+    idx = np.asarray(problem.obs_indices, dtype=np.int32)
+    obs = np.asarray(problem.obs_values, dtype=np.float64)
+    xb = np.zeros(n) if problem.background is None else np.asarray(problem.background, dtype=np.float64)
+    out_shapes = [jax.core.ShapedArray((nc + 1,), jnp.float64), jax.core.ShapedArray((8 * n,), jnp.float64)]
+
+    def value_and_grad(u):
+        res, _work = cpp_call(u, reals, steps, idx, obs, xb, out_shapes=out_shapes, source=source, fn=FRONT_DOOR96)
+        return res
+
+    return jax.jit(value_and_grad)
+
+
 class EnzymeJITBackend(Backend):
     name = "enzyme-jit"
     kind = "AD, source → IR (JIT)"
     description = "the enzyme backend's C++ source differentiated by Enzyme at run time through enzyme_ad.jax.cpp_call (JAX/XLA)"
+    models = ("lorenz63", "lorenz96")
     fused = True
+    fused_models = ("lorenz63",)
     requires = ("jax", "enzyme_ad")
 
     def available(self) -> tuple[bool, str]:
@@ -69,6 +101,15 @@ class EnzymeJITBackend(Backend):
         except FileNotFoundError as e:
             return False, str(e)
         return True, ""
+
+    def supports(self, model: str) -> tuple[bool, str]:
+        ok, reason = super().supports(model)
+        if ok and model == "lorenz96":
+            try:
+                kernel_source(SOURCE96)
+            except FileNotFoundError as e:
+                return False, str(e)
+        return ok, reason
 
     @staticmethod
     def _full(problem: Lorenz63Problem, u: np.ndarray) -> np.ndarray:
@@ -91,6 +132,22 @@ class EnzymeJITBackend(Backend):
             with jax.enable_x64(True):
                 res = np.asarray(fn(u))
             return float(res[0]), res[1:1 + n].copy()
+
+        return Prepared(vg, problem, device=device, dtype=dtype, compile_s=compile_s, info={"jax": jax.__version__})
+
+    def _prepare_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Prepared:
+        import jax
+
+        with jax.enable_x64(True):
+            fn = _compiled96(problem)
+            _, compile_s = timed(lambda: np.asarray(fn(problem.u0)))
+        check = problem.check_control
+
+        def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
+            u = check(u)
+            with jax.enable_x64(True):
+                res = np.asarray(fn(u))
+            return float(res[0]), res[1:].copy()
 
         return Prepared(vg, problem, device=device, dtype=dtype, compile_s=compile_s, info={"jax": jax.__version__})
 
