@@ -107,3 +107,17 @@ def test_bad_problem_files_give_exit_2(tmp_path):
 ])
 def test_bad_arguments_give_exit_2(args):
     assert_one_line_error(*cli(*args))
+
+
+def test_core_install_runs_the_cli_without_the_extras(monkeypatch, capsys):
+    # as if pandas, matplotlib, scipy and tqdm were not installed (the core install: NumPy only)
+    import adjointbench.cli as cli_mod
+
+    for m in ("pandas", "matplotlib", "scipy", "tqdm"):
+        monkeypatch.setitem(sys.modules, m, None)
+    assert cli_mod.main(["backends"]) == 0
+    assert cli_mod.main(["grad", "--backend", "numpy", "--model", "lorenz96", "--json"]) == 0
+    capsys.readouterr()
+    assert cli_mod.main(["table", "results"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs pandas" in err

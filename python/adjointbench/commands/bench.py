@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import report
+from ..cli import require
+from ..report.constants import FORMATS
 
 NAME = "bench"
 HELP = "run the benchmark suite (pytest-benchmark), save results/<machine>/*.json, print the Tbl. 3 table"
@@ -30,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", action="append", default=[], metavar="DTYPE", help="only this dtype (repeatable)")
     p.add_argument("--quick", action="store_true", help="short run (CI, smoke checks; < 3 min on a 2-core box)")
     p.add_argument("--out", metavar="DIR", help="folder for the result JSON (default: results/<machine>/ of the checkout)")
-    p.add_argument("--format", choices=report.FORMATS, default="md", help="format of the printed table")
+    p.add_argument("--format", choices=FORMATS, default="md", help="format of the printed table")
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression, e.g. 'gradient or tbl3'")
 
 
@@ -86,6 +87,8 @@ def pytest_command(root: Path, args: argparse.Namespace, json_path: Path) -> lis
 
 
 def run(args: argparse.Namespace) -> int:
+    require(NAME, "bench", "pandas", "pytest", "pytest_benchmark")
+    from .. import report
     from ..backends import backend
 
     for name in args.backend:

@@ -11,8 +11,10 @@ import json
 import time
 from pathlib import Path
 
-from ..experiments import DEFAULT_OUTDIR, NAMES, _jsonable
-from ..experiments import run as run_experiment
+from ..cli import require
+# the experiments package itself needs NumPy only; its modules (scipy, tqdm, matplotlib) are
+# imported by run_experiment
+from ..experiments import DEFAULT_OUTDIR, NAMES
 
 NAME = "experiment"
 HELP = "reproduce the paper's Tbl. 2, Fig. 5, Tbl. 4, Fig. 6, Figs. 1-3 (writes results/experiments/)"
@@ -30,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require(NAME, "experiments", "scipy", "matplotlib", "tqdm")
+    from ..experiments import _jsonable
+    from ..experiments import run as run_experiment
+
     names = list(NAMES) if args.name == "all" else [args.name]
     printed = []
     for name in names:

@@ -11,7 +11,8 @@ import argparse
 import math
 from pathlib import Path
 
-from .. import report
+from ..cli import require
+from ..report.constants import STATS, TBL3_ITERATIONS
 
 NAME = "plot"
 HELP = "draw the Tbl. 3 table (log-scale bars) and per-call vs compile time as PNGs in results/figures/"
@@ -21,7 +22,7 @@ ORDER = 62
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="result files/folders (default: results/ of the checkout)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: results/figures/ of the checkout)")
-    p.add_argument("--stat", choices=report.STATS, default="min")
+    p.add_argument("--stat", choices=STATS, default="min")
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
     p.add_argument("--all-runs", action="store_true", help="every run found (default: per machine and backend x device x dtype, the newest full run, else the newest run)")
 
@@ -51,9 +52,11 @@ def tbl3_figure(df, path: Path) -> Path:
             bar.set_hatch("//")
     ax.set_yticks(range(len(d)), [_label(r) for r in d.itertuples()], fontsize=7)
     ax.set_xscale("log")
-    ax.set_xlabel(f"time for the Tbl. 3 workload ({report.TBL3_ITERATIONS} value-and-gradient evaluations), s")
+    ax.set_xlabel(f"time for the Tbl. 3 workload ({TBL3_ITERATIONS} value-and-gradient evaluations), s")
+    from ..report import fmt_time
+
     for i, v in enumerate(d["workload_s"]):
-        ax.text(v, i, " " + report.fmt_time(v), va="center", fontsize=6)
+        ax.text(v, i, " " + fmt_time(v), va="center", fontsize=6)
     ax.set_title("Tbl. 3: blue = Python-driven loop, orange = fused driver, hatched grey = paper", fontsize=9)
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
@@ -87,6 +90,8 @@ def call_compile_figure(df, path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    require(NAME, "bench", "pandas", "matplotlib")
+    from .. import report
     from .bench import checkout_root
 
     paths = args.paths

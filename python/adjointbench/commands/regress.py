@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import report
+from ..cli import require
+from ..report.constants import FEW_ROUNDS, GROUPS
 
 NAME = "regress"
 HELP = "compare time ratios (backend / reference backend, same run) with a baseline; exit 1 on regressions"
@@ -24,13 +25,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jitter-weight", type=float, default=1.0,
                    help="extra room per unit of the rows' (median-min)/min jitter (default 1; 0: none)")
     p.add_argument("--few-rounds-threshold", type=float, default=3.0,
-                   help=f"threshold for rows timed in < {report.FEW_ROUNDS} rounds (seconds-long calls; default 3.0: 4x)")
-    p.add_argument("--group", action="append", choices=report.GROUPS, metavar="GROUP",
+                   help=f"threshold for rows timed in < {FEW_ROUNDS} rounds (seconds-long calls; default 3.0: 4x)")
+    p.add_argument("--group", action="append", choices=GROUPS, metavar="GROUP",
                    help="benchmark group to compare (repeatable; default gradient and tbl3)")
     p.add_argument("--strict", action="store_true", help="also fail when a baseline row is missing from the current run")
 
 
 def run(args: argparse.Namespace) -> int:
+    require(NAME, "bench", "pandas")
+    from .. import report
+
     groups = args.group or ["gradient", "tbl3"]
     verdicts = report.regress(
         report.load_results(args.baseline), report.load_results(args.current), reference=args.reference,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import report
+from ..cli import require
+from ..report.constants import FORMATS, STATS
 
 NAME = "table"
 HELP = "print result files/folders as the paper's Tbl. 3 (md, csv, latex, html), paper rows beside ours"
@@ -13,8 +14,8 @@ ORDER = 61
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="result JSON files or folders (searched recursively)")
-    p.add_argument("--format", choices=report.FORMATS, default="md")
-    p.add_argument("--stat", choices=report.STATS, default="min", help="statistic over rounds (default: min)")
+    p.add_argument("--format", choices=FORMATS, default="md")
+    p.add_argument("--stat", choices=STATS, default="min", help="statistic over rounds (default: min)")
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
     p.add_argument("--all-runs", action="store_true",
                    help="every run found (default: per machine and backend x device x dtype, the newest full run, else the newest run)")
@@ -22,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require(NAME, "bench", "pandas")
+    from .. import report
+
     df = report.load(args.paths, stat=args.stat, paper=not args.no_paper, latest=not args.all_runs)
     text = report.format_table(df, args.format)
     if args.out:

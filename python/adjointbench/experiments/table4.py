@@ -138,9 +138,8 @@ def torch_vg(dx: float, dtype: str = "float64") -> VG:
 
 
 def _jax_value_and_grad(dx: float, jit: bool):
+    """value_and_grad of eq. (29); trace and call it inside ``jax.enable_x64(True)`` (jax_vg)."""
     import jax
-
-    jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
     def J(x0):
@@ -154,14 +153,21 @@ def _jax_value_and_grad(dx: float, jit: bool):
 
 
 def jax_vg(dx: float, jit: bool = True) -> VG:
-    """JAX: the switch as ``jnp.where`` (both branches evaluated, the chosen one differentiated)."""
+    """JAX: the switch as ``jnp.where`` (both branches evaluated, the chosen one differentiated).
+
+    float64 through the thread-local ``jax.enable_x64(True)`` context around each call (tracing
+    happens in the first one), as the jax backends do (``backends/_jax_model.py``): the
+    process-wide ``jax_enable_x64`` flag, and with it the user's own JAX code, is left alone.
+    """
+    import jax
     import jax.numpy as jnp
 
     f = _jax_value_and_grad(dx, jit)
 
     def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
-        J, g = f(jnp.float64(float(np.asarray(u).reshape(-1)[0])))
-        return float(J), np.array([float(g)])
+        with jax.enable_x64(True):
+            J, g = f(jnp.float64(float(np.asarray(u).reshape(-1)[0])))
+            return float(J), np.array([float(g)])
 
     return vg
 
@@ -219,8 +225,12 @@ def minimise(vg: VG, x0: float, *, line_search: bool, restart: bool, dtype: str 
                                 dtype=dtype)
 
 
+#: the gradients that are not float64 (model and optimiser in this precision)
+DTYPES = {"torch-float32": "float32"}
+
+
 def dtype_of(gradient: str) -> str:
-    return "float32" if gradient.endswith("float32") else "float64"
+    return DTYPES.get(gradient, "float64")
 
 
 def converged(res: optimize.OptimizeResult) -> bool:
