@@ -13,7 +13,9 @@ Everything the time loops touch is allocated once, when a ``HandAdjoint`` is bui
 problem (in the backend's ``prepare``); the loops run without the GIL and without Python
 objects (a call that finds the work arrays in use by another thread gets its own).  The
 trajectory is stored flat, w[3n:3n+3] = w_n, in a 1-D typed memoryview: with a 2-D one the
-compiler reloaded the row stride after every store, and the whole gradient took ~1.5x longer.  Sizes are checked at the Python boundary, before any loop runs: a control vector
+compiler reloaded the row stride after every store, and the whole gradient took ~1.5x longer.
+``HandAdjointBatch`` runs the rows of a batch of controls on OpenMP threads (``prange``), each
+thread with its own work arrays, allocated once.  Sizes are checked at the Python boundary, before any loop runs: a control vector
 or observation array of the wrong size is a ValueError, never an out-of-bounds access.
 """
 
@@ -21,10 +23,32 @@ from cpython.buffer cimport (
     PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_CheckBuffer,
     PyObject_GetBuffer,
 )
+from cython.parallel cimport prange, threadid
 from libc.math cimport isfinite
 from libc.string cimport memcpy, strcmp
 
 import numpy as np
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define AB63_OPENMP 1
+    #else
+    #define AB63_OPENMP 0
+    static int omp_get_max_threads(void) { return 1; }
+    #endif
+    """
+    const int AB63_OPENMP
+    int omp_get_max_threads() noexcept nogil
+
+#: whether ``HandAdjointBatch`` runs its rows on OpenMP threads (False: built without -fopenmp)
+OPENMP = bool(AB63_OPENMP)
+
+
+def max_threads():
+    """OpenMP's default team size (1 without OpenMP)."""
+    return omp_get_max_threads()
 
 
 cdef void forward(double[::1] w, double sigma, double r, double beta, double dt,
@@ -224,3 +248,90 @@ cdef class HandAdjoint:
                     c[j] = c[j] - step * g[j]
         self.release(work)
         return new_vector(self.empty, c, self.n), costs
+
+
+cdef double batch_row(const double* u, Py_ssize_t nc, double sigma, double r, double beta, double dt,
+                      double[::1] w, const long long[::1] steps, const double[:, ::1] obs,
+                      double[:, ::1] d, double* grad) noexcept nogil:
+    """One row of a batch: ``value_and_grad`` at u[0:nc] (the fixed parameters appended)."""
+    cdef double g[6]
+    cdef double J
+    cdef Py_ssize_t i
+    if nc == 6:
+        J = value_and_grad(w, steps, obs, d, u[0], u[1], u[2], u[3], u[4], u[5], dt, g)
+    else:
+        J = value_and_grad(w, steps, obs, d, u[0], u[1], u[2], sigma, r, beta, dt, g)
+    for i in range(nc):
+        grad[i] = g[i]
+    return J
+
+
+cdef class HandAdjointBatch:
+    """Batched gradients of one ``HandAdjoint``: the rows of U on ``threads`` OpenMP threads.
+
+    Each thread owns a trajectory and dJ/dw buffer, allocated here once; a row is exactly what
+    ``HandAdjoint.value_and_grad`` gives for it (the same kernel).  Without OpenMP the rows
+    run one after the other on the calling thread.
+    """
+
+    cdef HandAdjoint adj
+    cdef double[:, ::1] w
+    cdef double[:, :, ::1] d
+    cdef Py_ssize_t nthreads
+    cdef bint busy
+
+    def __cinit__(self, HandAdjoint adjoint not None, threads):
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        self.adj = adjoint
+        self.nthreads = threads if AB63_OPENMP else 1
+        self.w = np.empty((self.nthreads, adjoint.work.w.shape[0]))
+        self.d = np.empty((self.nthreads, adjoint.work.d.shape[0], 3))
+        self.busy = False
+
+    @property
+    def threads(self):
+        return self.nthreads
+
+    def value_and_grad(self, U):
+        """(J[B], G[B, n_control]) for U of shape (B, n_control), C-contiguous finite float64."""
+        cdef HandAdjoint h = self.adj
+        cdef Py_ssize_t B, b, tid, nt, chunk, nc = h.n
+        cdef const double[:, ::1] Uv
+        cdef double[::1] Jv
+        cdef double[:, ::1] Gv
+        cdef double[:, ::1] w
+        cdef double[:, :, ::1] d
+        cdef bint own
+        Ua = np.asarray(U)
+        if Ua.dtype != np.float64 or Ua.ndim != 2 or Ua.shape[1] != nc or Ua.shape[0] < 1:
+            raise ValueError(f"batched controls must be a float64 array of shape (B >= 1, {nc}), got {Ua.dtype} {Ua.shape}")
+        Ua = np.ascontiguousarray(Ua)
+        if not np.all(np.isfinite(Ua)):
+            raise ValueError("batched controls must be finite")
+        Uv = Ua
+        B = Ua.shape[0]
+        J = np.empty(B)
+        G = np.empty((B, nc))
+        Jv = J
+        Gv = G
+        nt = min(self.nthreads, B)
+        chunk = max(1, B // (8 * nt))
+        own = not self.busy
+        if own:
+            self.busy = True
+            w, d = self.w, self.d
+        else:  # a concurrent call from another Python thread: its own work arrays
+            w = np.empty((nt, self.w.shape[1]))
+            d = np.empty((nt, self.d.shape[1], 3))
+        try:
+            # rows of a few microseconds: dynamic (a thread the OS preempts does not hold up its
+            # share) in chunks of about an eighth of a thread's share (few atomic claims)
+            for b in prange(B, nogil=True, num_threads=nt, schedule="dynamic", chunksize=chunk):
+                tid = threadid()
+                Jv[b] = batch_row(&Uv[b, 0], nc, h.sigma, h.r, h.beta, h.dt, w[tid], h.steps, h.obs, d[tid],
+                                  &Gv[b, 0])
+        finally:
+            if own:
+                self.busy = False
+        return J, G

@@ -14,6 +14,15 @@ its numbers contain no Python overhead at all.
 ``python -m adjointbench.c_reference`` prints the timings and checks the C gradient against
 the complex-step reference; ``--backend numba --backend cython`` also times those backends
 beside it (``compare``) and prints the ratios.
+
+Lorenz-96 has its own yardstick, ``kernels/c_reference/lorenz96_adjoint.c`` (the RK4 hand adjoint
+of ``models/lorenz96_equations.py`` with the Cython kernel's arithmetic):
+
+    >>> m = c_reference.measure96(Lorenz96Problem.standard(n=40000))
+    >>> m["call_s"], m["cost_s"]           # seconds per gradient, per forward-only cost
+
+``python -m adjointbench.c_reference --model lorenz96 --n 40000`` prints them, with the check
+against the complex-step reference (directional beyond 65 controls).
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .backends.base import TBL3_ITERATIONS, TBL3_STEP
+from .models import Lorenz96Problem
 from .native import kernel_source
 from .problem import PARAM_NAMES, Lorenz63Problem
 
 SOURCE_NAME = "lorenz63_adjoint.c"
+SOURCE_NAME96 = "lorenz96_adjoint.c"
 DEFAULT_FLAGS: tuple[str, ...] = ("-O3",)
 
 
@@ -43,32 +54,32 @@ class CReferenceUnavailable(RuntimeError):
     """No C compiler or no C source here; the message says which."""
 
 
-def source_path() -> Path:
+def source_path(source: str = SOURCE_NAME) -> Path:
     """The C source: shipped in the package, or in a source checkout (``native.kernel_source``)."""
     try:
-        return kernel_source(f"c_reference/{SOURCE_NAME}")
+        return kernel_source(f"c_reference/{source}")
     except FileNotFoundError as e:
         raise CReferenceUnavailable(str(e)) from None
 
 
-def available(compiler: str = "gcc") -> tuple[bool, str]:
+def available(compiler: str = "gcc", source: str = SOURCE_NAME) -> tuple[bool, str]:
     if shutil.which(compiler) is None:
         return False, f"C compiler {compiler!r} not found on PATH"
     try:
-        source_path()
+        source_path(source)
     except CReferenceUnavailable as e:
         return False, str(e)
     return True, ""
 
 
 @functools.lru_cache(maxsize=None)
-def build(flags: tuple[str, ...] = DEFAULT_FLAGS, compiler: str = "gcc") -> Path:
-    """Compile the C reference once per (flags, compiler) per process; return the executable."""
-    ok, reason = available(compiler)
+def build(flags: tuple[str, ...] = DEFAULT_FLAGS, compiler: str = "gcc", source: str = SOURCE_NAME) -> Path:
+    """Compile a C reference once per (flags, compiler, source) per process; return the executable."""
+    ok, reason = available(compiler, source)
     if not ok:
         raise CReferenceUnavailable(reason)
-    exe = Path(tempfile.mkdtemp(prefix="adjointbench-cref-")) / "lorenz63_adjoint"
-    cmd = [compiler, *flags, "-o", str(exe), str(source_path()), "-lm"]
+    exe = Path(tempfile.mkdtemp(prefix="adjointbench-cref-")) / Path(source).stem
+    cmd = [compiler, *flags, "-o", str(exe), str(source_path(source)), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise CReferenceUnavailable(f"{' '.join(cmd)} failed: {' '.join(proc.stderr.split())[:400]}")
@@ -120,6 +131,65 @@ def measure(
     out["descent_costs"] = np.array(out["descent_costs"], dtype=np.float64)
     out["flags"] = " ".join(flags)
     return out
+
+
+def _input96(problem: Lorenz96Problem, u: np.ndarray, repeats: int, batch: int) -> str:
+    bg = problem.background
+    header = (
+        f"{problem.n} {problem.dt!r} {problem.n_control} {problem.F!r} {len(problem.obs_steps)} "
+        f"{len(problem.obs_indices)} {0 if bg is None else 1} {problem.sigma_o!r} {problem.sigma_b!r} {repeats} {batch}"
+    )
+    floats = lambda xs: " ".join(map(repr, np.asarray(xs, dtype=np.float64).tolist()))  # noqa: E731 - exact round trip
+    lines = [header, floats(u), " ".join(map(str, problem.obs_indices.tolist()))]
+    lines += [f"{int(s)} {floats(row)}" for s, row in zip(problem.obs_steps, problem.obs_values)]
+    if bg is not None:
+        lines.append(floats(bg))
+    return "\n".join(lines) + "\n"
+
+
+def measure96(
+    problem: Lorenz96Problem | None = None, u: Sequence[float] | None = None, *, repeats: int = 20, batch: int = 5,
+    flags: Sequence[str] = DEFAULT_FLAGS, compiler: str = "gcc",
+) -> dict[str, Any]:
+    """Run the Lorenz-96 C reference on ``problem`` (default: ``Lorenz96Problem.standard()``) at u (default u0).
+
+    Returns J and grad (float64 array) of the hand adjoint, ``J_cost`` (J by the forward-only
+    sweep), ``call_s`` (seconds per gradient) and ``cost_s`` (seconds per forward-only cost
+    evaluation), each the min over ``repeats`` batches of ``batch`` back-to-back calls, and the
+    compiler and flags used.  Raises CReferenceUnavailable without a compiler, ValueError for
+    bad arguments.
+    """
+    problem = Lorenz96Problem.standard() if problem is None else problem
+    if not isinstance(problem, Lorenz96Problem):
+        raise ValueError(f"measure96() needs a Lorenz96Problem, got {type(problem).__name__}")
+    u = problem.u0 if u is None else problem.check_control(u)
+    for name, value in (("repeats", repeats), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    flags = tuple(flags)
+    exe = build(flags, compiler, SOURCE_NAME96)
+    proc = subprocess.run([str(exe)], input=_input96(problem, u, repeats, batch), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"C reference failed: {proc.stderr.strip()}")
+    out = json.loads(proc.stdout)
+    out["grad"] = np.array(out["grad"], dtype=np.float64)
+    out["flags"] = " ".join(flags)
+    return out
+
+
+def check96(problem: Lorenz96Problem, u: Sequence[float] | None = None, **measure_kw: Any) -> dict[str, Any]:
+    """The Lorenz-96 C gradient against the complex-step reference (``verify.check_vg``'s rules).
+
+    Returns the measurement with ``grad_error``/``J_error`` (full complex step up to
+    ``verify.FULL_GRADIENT_MAX`` controls, directional beyond) and ``passed``.
+    """
+    from . import verify
+
+    u = problem.u0 if u is None else problem.check_control(u)
+    m = measure96(problem, u, **{"repeats": 1, "batch": 1, **measure_kw})
+    res = verify.check_vg("c_reference", lambda _u: (m["J"], m["grad"]), problem, u)
+    m.update(grad_error=res.grad_error, J_error=res.J_error, passed=res.passed)
+    return m
 
 
 def _min_batch_s(fn: Callable[[], Any], repeats: int, batch: int) -> float:
@@ -181,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import verify
 
     ap = argparse.ArgumentParser(prog="python -m adjointbench.c_reference", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="lorenz63", choices=["lorenz63", "lorenz96"])
+    ap.add_argument("--n", type=int, default=40, help="lorenz96: number of variables (standard problem)")
+    ap.add_argument("--nsteps", type=int, default=40, help="lorenz96: window length in steps (standard problem)")
     ap.add_argument("--control", default="state", choices=["state", "state+params"])
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--flags", default=" ".join(DEFAULT_FLAGS),
@@ -189,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="also time this backend against C, side by side in this process (repeatable)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds for --backend (min is kept)")
     args = ap.parse_args(argv)
+    if args.model == "lorenz96":
+        return _main96(args)
     problem = Lorenz63Problem.paper(args.control)
     try:
         m = measure(problem, repeats=args.repeats, flags=args.flags.split())
@@ -214,6 +289,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:<10} {r['call_s'] * 1e6:11.3f} {r['call_ratio']:6.2f} {r['workload_s'] * 1e6:12.1f} "
                   f"{r['workload_ratio']:6.2f}  {'fused' if r['fused'] else 'python loop'}")
     return 0 if err <= verify.TOLERANCE else 1
+
+
+def _main96(args: argparse.Namespace) -> int:
+    problem = Lorenz96Problem.standard(n=args.n, nsteps=args.nsteps, control=args.control)
+    try:
+        m = check96(problem, repeats=args.repeats, batch=1, flags=args.flags.split())
+    except CReferenceUnavailable as e:
+        print(f"C reference unavailable: {e}", file=sys.stderr)
+        return 2
+    print(f"C reference ({m['compiler']}, {m['flags']}), {problem.label()}")
+    print(f"J = {m['J']!r} (forward-only: {m['J_cost']!r})")
+    print(f"gradient vs complex step: relative error {m['grad_error']:.2e} ({'pass' if m['passed'] else 'FAIL'})")
+    print(f"per gradient: {m['call_s'] * 1e3:.3f} ms, per forward-only cost: {m['cost_s'] * 1e3:.3f} ms "
+          f"(min over {args.repeats})")
+    return 0 if m["passed"] else 1
 
 
 if __name__ == "__main__":
