@@ -23,6 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="benchmark only on this device, e.g. cpu, gpu, cuda, tpu (repeatable)")
     g.addoption("--ab-dtype", action="append", default=[], metavar="DTYPE",
                 help="benchmark only this dtype (repeatable; default: float64, plus float32 in full runs)")
+    g.addoption("--ab-problem", action="append", default=[], metavar="SPEC",
+                help="problem of the gradient group (repeatable): paper, lorenz96[:n=N,nsteps=K,seed=S,obs_every=K], "
+                     "or a problem file (default: paper and lorenz96:n=40,nsteps=40; Tbl. 3 needs paper)")
     g.addoption("--ab-quick", action="store_true", default=False,
                 help="short run (CI, smoke checks): fewer rounds, long workloads truncated and scaled")
 

@@ -15,6 +15,7 @@ import pytest
 from adjointbench import report, verify
 from adjointbench.backends import all_backends, python_descent
 from adjointbench.backends.base import TBL3_ITERATIONS, TBL3_STEP, Backend
+from adjointbench.models import Lorenz96Problem, Problem, load_problem
 from adjointbench.problem import Lorenz63Problem
 
 #: the gate's tolerance per dtype: float64 is DESIGN.md's 1e-10; float32 has ~7 digits and
@@ -57,18 +58,81 @@ class Case:
     backend: str
     device: str
     dtype: str
+    #: which problem (``problem_for``): "paper" is the paper's Lorenz-63 (Tbl. 3)
+    problem: str = "paper"
 
     @property
     def id(self) -> str:
-        return f"{self.backend}-{self.device}-{self.dtype}"
+        base = f"{self.backend}-{self.device}-{self.dtype}"
+        return base if self.problem == "paper" else f"{base}-{problem_slug(self.problem)}"
+
+
+# ---- problems: the paper's (Tbl. 3), Lorenz-96, or the user's -------------------------------
+
+#: the problems the ``gradient`` group times by default: Tbl. 3's, and Lorenz-96 at N = 40
+DEFAULT_PROBLEMS = ("paper", "lorenz96:n=40,nsteps=40")
+_PROBLEMS: dict[str, Problem] = {}
+
+
+def problem_slug(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "=." else "-" for c in key).strip("-")
+
+
+def problem_for(key: str) -> Problem:
+    """The problem of a spec: ``paper``, ``lorenz96[:n=N,nsteps=K,...]``, or a problem file."""
+    if key not in _PROBLEMS:
+        if key == "paper":
+            _PROBLEMS[key] = Lorenz63Problem.paper(control="state")
+        elif key == "lorenz96" or key.startswith("lorenz96:"):
+            opts: dict[str, Any] = {}
+            for item in filter(None, key.partition(":")[2].split(",")):
+                name, _, value = item.partition("=")
+                if name not in ("n", "nsteps", "seed", "obs_every"):
+                    raise pytest.UsageError(f"--ab-problem {key!r}: unknown option {name!r} (n, nsteps, seed, obs_every)")
+                try:
+                    opts[name] = int(value)
+                except ValueError:
+                    raise pytest.UsageError(f"--ab-problem {key!r}: {name} must be an integer") from None
+            try:
+                _PROBLEMS[key] = Lorenz96Problem.standard(**opts)
+            except ValueError as e:
+                raise pytest.UsageError(f"--ab-problem {key!r}: {e}") from None
+        else:
+            try:
+                _PROBLEMS[key] = load_problem(key)
+            except ValueError as e:
+                raise pytest.UsageError(f"--ab-problem: {e}") from None
+    return _PROBLEMS[key]
+
+
+def problem_keys(config: pytest.Config) -> list[str]:
+    return list(config.getoption("ab_problem")) or list(DEFAULT_PROBLEMS)
+
+
+def paper_selected(config: pytest.Config) -> bool:
+    """Whether this run times the paper's problem (Tbl. 3, compile, yardstick groups)."""
+    return "paper" in problem_keys(config)
+
+
+def problem_info(key: str) -> dict[str, Any]:
+    """What a result records about its problem: key, model, label, size, digest of its file."""
+    import hashlib
+
+    p = problem_for(key)
+    return {
+        "problem": key, "model": p.model, "problem_label": p.label(), "n_control": p.n_control,
+        "problem_n": getattr(p, "n", 3), "problem_nsteps": p.nsteps,
+        "problem_digest": hashlib.sha256(p.to_json().encode()).hexdigest()[:12],
+    }
 
 
 def policy(config: pytest.Config) -> Policy:
     return QUICK if config.getoption("ab_quick") else FULL
 
 
-def cases(config: pytest.Config, fused_only: bool = False) -> list[Any]:
-    """pytest params for every timed backend x device x dtype, unavailable ones as skips."""
+def cases(config: pytest.Config, fused_only: bool = False, problems: bool = False) -> list[Any]:
+    """pytest params for every timed backend x device x dtype (x problem when ``problems``),
+    unavailable ones as skips.  Without ``problems`` the case is the paper's problem."""
     want_b = set(config.getoption("ab_backend"))
     want_dev = set(config.getoption("ab_device"))
     want_dt = set(config.getoption("ab_dtype")) or ({"float64"} if config.getoption("ab_quick") else None)
@@ -76,6 +140,7 @@ def cases(config: pytest.Config, fused_only: bool = False) -> list[Any]:
     unknown = want_b - known
     if unknown:
         raise pytest.UsageError(f"unknown backend(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    keys = problem_keys(config) if problems else ["paper"]
     params = []
     for b in all_backends():
         if b.reference or (want_b and b.name not in want_b):
@@ -87,14 +152,21 @@ def cases(config: pytest.Config, fused_only: bool = False) -> list[Any]:
             params.append(pytest.param(Case(b.name, "cpu", "float64"), id=f"{b.name}-unavailable",
                                        marks=pytest.mark.skip(reason=f"{b.name}: {reason}")))
             continue
-        for device in b.devices():
-            if want_dev and device not in want_dev:
+        for key in keys:
+            model = problem_for(key).model
+            ok, reason = b.supports(model)
+            if not ok:
+                case = Case(b.name, "cpu", "float64", key)
+                params.append(pytest.param(case, id=f"{case.id}-unsupported", marks=pytest.mark.skip(reason=reason)))
                 continue
-            for dtype in b.dtypes:
-                if want_dt is not None and dtype not in want_dt:
+            for device in b.devices():
+                if want_dev and device not in want_dev:
                     continue
-                case = Case(b.name, device, dtype)
-                params.append(pytest.param(case, id=case.id))
+                for dtype in b.dtypes:
+                    if want_dt is not None and dtype not in want_dt:
+                        continue
+                    case = Case(b.name, device, dtype, key)
+                    params.append(pytest.param(case, id=case.id))
     return params
 
 
@@ -106,7 +178,7 @@ class Gated:
 
     case: Case
     backend: Backend
-    problem: Lorenz63Problem
+    problem: Problem
     vg: Any
     call_s: float  # rough per-call estimate, sizes the rounds
     prepare_s: float  # in-process prepare() time (warm libraries): sizes the compile rounds
@@ -150,11 +222,12 @@ def gated(case: Case) -> Gated:
         from adjointbench.backends import backend
 
         b = backend(case.backend)
+        problem = problem_for(case.problem)
         try:
             t0 = time.perf_counter()
-            vg = b.prepare(PROBLEM, device=case.device, dtype=case.dtype)
+            vg = b.prepare(problem, device=case.device, dtype=case.dtype)
             prepare_s = time.perf_counter() - t0
-            res = verify.check_vg(case.backend, vg, PROBLEM, tolerance=GATE_TOLERANCE.get(case.dtype, 1e-3))
+            res = verify.check_vg(case.backend, vg, problem, tolerance=GATE_TOLERANCE.get(case.dtype, 1e-3))
         except Exception as e:  # noqa: BLE001 - a crashing backend fails its benchmarks, not the session
             _GATED[case] = f"{case.id}: prepare/verify raised {type(e).__name__}: {' '.join(str(e).split())}"
         else:
@@ -165,11 +238,11 @@ def gated(case: Case) -> Gated:
                 _GATED[case] = (f"{case.id}: gradient differs from complex step (grad error {res.grad_error:.3g}, "
                                 f"J error {res.J_error:.3g}, tolerance {res.tolerance:g}); not timed")
             else:
-                u0 = PROBLEM.u0
+                u0 = problem.u0
                 _GATED[case] = Gated(
-                    case, b, PROBLEM, vg, estimate(lambda: vg(u0)), prepare_s, max(res.grad_error, res.J_error),
+                    case, b, problem, vg, estimate(lambda: vg(u0)), prepare_s, max(res.grad_error, res.J_error),
                     {"backend_device": vg.device, "backend_dtype": vg.dtype, "backend_compile_s": vg.compile_s,
-                     **{f"info_{k}": _jsonable(v) for k, v in vg.info.items()}},
+                     **{f"info_{k}": _jsonable(v) for k, v in vg.info.items()}, **problem_info(case.problem)},
                 )
     g = _GATED[case]
     if isinstance(g, str):
@@ -183,12 +256,12 @@ def fused_driver(g: Gated) -> Callable:
     if case not in _FUSED:
         tol = GATE_TOLERANCE.get(case.dtype, 1e-3)
         try:
-            run = g.backend.prepare_descent(PROBLEM, iterations=TBL3_ITERATIONS, step=TBL3_STEP,
+            run = g.backend.prepare_descent(g.problem, iterations=TBL3_ITERATIONS, step=TBL3_STEP,
                                             device=case.device, dtype=case.dtype)
-            fused = run(PROBLEM.u0)
+            fused = run(g.problem.u0)
             # slow backends: compare the first k iterates only (the descent is deterministic)
             k = int(min(TBL3_ITERATIONS, max(3, 2.0 // g.call_s)))
-            ref = python_descent(g.vg, PROBLEM.u0, k, TBL3_STEP)
+            ref = python_descent(g.vg, g.problem.u0, k, TBL3_STEP)
             costs = np.asarray(fused.costs, dtype=np.float64)
             err = float(np.max(np.abs(costs[:k] - ref.costs) / np.maximum(np.abs(ref.costs), 1e-300)))
             if k == TBL3_ITERATIONS:

@@ -15,18 +15,31 @@ from __future__ import annotations
 
 import pytest
 
-from _bench import PROBE_BACKEND, Policy, cases, policy, probe_reference
+from _bench import PROBE_BACKEND, Policy, cases, paper_selected, policy, probe_reference, problem_keys
 from adjointbench import report
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fused: benchmark only backends with a fused descent driver")
+    config.addinivalue_line("markers", "problems: parametrise over every selected problem (--ab-problem), "
+                                       "not only the paper's")
+    config.addinivalue_line("markers", "paper: times the paper's problem only (skipped when --ab-problem leaves it out)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
         fused_only = metafunc.definition.get_closest_marker("fused") is not None
-        metafunc.parametrize("case", cases(metafunc.config, fused_only))
+        problems = metafunc.definition.get_closest_marker("problems") is not None
+        metafunc.parametrize("case", cases(metafunc.config, fused_only, problems))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    if paper_selected(config):
+        return
+    skip = pytest.mark.skip(reason="this group times the paper's problem; --ab-problem chose others")
+    for item in items:
+        if item.get_closest_marker("problems") is None:
+            item.add_marker(skip)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -40,6 +53,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "backends": config.getoption("ab_backend") or "all available",
         "devices": config.getoption("ab_device") or "all visible",
         "dtypes": config.getoption("ab_dtype") or ("float64" if quick else "all supported"),
+        "problems": problem_keys(config),
         "compile": "cold start: prepare() + first call in a fresh process per round, library import "
                    "excluded, JIT caches pointed at empty folders",
     }

@@ -1,4 +1,7 @@
-"""Group ``gradient``: one value-and-gradient call at the paper problem, per backend.
+"""Group ``gradient``: one value-and-gradient call per backend, at every selected problem.
+
+By default the paper's problem (the per-call column of Tbl. 3) and Lorenz-96 at N = 40;
+``--ab-problem`` (``adjointbench bench --problem FILE`` / ``--model lorenz96 --n N``) chooses.
 
 What is timed is ``vg(u0)`` after ``prepare()`` (so no compile time) and after the
 correctness gate; fast calls are repeated within a round so the timer's resolution does not
@@ -10,6 +13,7 @@ import pytest
 from _bench import gated, record, rounds_for
 
 
+@pytest.mark.problems
 @pytest.mark.benchmark(group="gradient")
 def test_gradient(benchmark, case, pol):
     g = gated(case)

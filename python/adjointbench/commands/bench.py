@@ -1,9 +1,13 @@
 """``adjointbench bench``: run the pytest-benchmark suite, store its JSON, print the Tbl. 3 table.
 
 The suite is bench/ of the source checkout (found next to the installed package, or from the
-current folder upwards).  Every run writes a new file ``results/<machine>/<UTC time>_<mode>
-_<commit>.json`` (or under --out): written to a temporary name, then linked into place, so a
-run never overwrites another and a half-written file never appears under a result name.
+current folder upwards).  Every run writes a new file ``<UTC time>_<mode>_<commit>.json`` in
+``runs/<machine>/`` of the checkout (the user's own, git-ignored), in ``results/<machine>/``
+(the committed store) with ``--results``, or in ``--out DIR``: written to a temporary name,
+then linked into place, so a run never overwrites another and a half-written file never
+appears under a result name.  ``<machine>`` names the CPU, threads, GPU and a short host id
+(``ADJOINTBENCH_MACHINE`` or ``--machine`` name it instead), so a run on another machine never
+lands in a folder of committed results.
 """
 
 from __future__ import annotations
@@ -30,7 +34,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", action="append", default=[], metavar="DEVICE", help="only this device, e.g. cpu, gpu (repeatable)")
     p.add_argument("--dtype", action="append", default=[], metavar="DTYPE", help="only this dtype (repeatable)")
     p.add_argument("--quick", action="store_true", help="short run (CI, smoke checks; < 3 min on a 2-core box)")
-    p.add_argument("--out", metavar="DIR", help="folder for the result JSON (default: results/<machine>/ of the checkout)")
+    p.add_argument("--problem", action="append", default=[], metavar="FILE",
+                   help="time the gradient on this problem file, any model (repeatable; Tbl. 3 groups are then skipped)")
+    p.add_argument("--model", choices=["lorenz63", "lorenz96"], default=None,
+                   help="time the gradient on this model's problem: lorenz63 = the paper's (with Tbl. 3), "
+                        "lorenz96 = the standard set-up with --n/--nsteps")
+    p.add_argument("--n", type=int, default=40, help="with --model lorenz96: number of variables (default 40)")
+    p.add_argument("--nsteps", type=int, default=40, help="with --model lorenz96: steps in the window (default 40)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="DIR", help="folder for the result JSON (default: runs/<machine>/ of the checkout)")
+    where.add_argument("--results", action="store_true",
+                       help="store the run in results/<machine>/ of the checkout, the committed results")
+    p.add_argument("--machine", metavar="NAME", help="name of this machine in results (default: derived; ADJOINTBENCH_MACHINE)")
     p.add_argument("--format", choices=FORMATS, default="md", help="format of the printed table")
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression, e.g. 'gradient or tbl3'")
 
@@ -81,9 +96,28 @@ def pytest_command(root: Path, args: argparse.Namespace, json_path: Path) -> lis
         cmd += ["--ab-dtype", t]
     if args.quick:
         cmd.append("--ab-quick")
+    for spec in problem_specs(args):
+        cmd += ["--ab-problem", spec]
     if args.keyword:
         cmd += ["-k", args.keyword]
     return cmd
+
+
+def problem_specs(args: argparse.Namespace) -> list[str]:
+    """--ab-problem values for --problem / --model (none: the suite's defaults)."""
+    from ..models import load_problem
+    from ..models.lorenz96 import Lorenz96Problem
+
+    specs = []
+    for path in args.problem:
+        load_problem(path)  # a bad file is one line and exit 2 here, before pytest starts
+        specs.append(str(Path(path).resolve()))
+    if args.model == "lorenz63":
+        specs.append("paper")
+    elif args.model == "lorenz96":
+        Lorenz96Problem.standard(n=args.n, nsteps=args.nsteps, spinup=0)  # validates n, nsteps, the budget
+        specs.append(f"lorenz96:n={args.n},nsteps={args.nsteps}")
+    return specs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,9 +127,13 @@ def run(args: argparse.Namespace) -> int:
 
     for name in args.backend:
         backend(name)  # unknown name: ValueError -> one line, exit 2
+    if args.machine:
+        os.environ["ADJOINTBENCH_MACHINE"] = report.slug(args.machine)  # this process and the suite's
+        report.machine_context_cached.cache_clear()
+    problem_specs(args)
     root = checkout_root()
     machine = report.machine_context_cached()["machine"]
-    folder = Path(args.out) if args.out else root / "results" / machine
+    folder = Path(args.out) if args.out else root / ("results" if args.results else "runs") / machine
     folder.mkdir(parents=True, exist_ok=True)
     mode = "quick" if args.quick else "full"
     stem = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}_{mode}_{commit_id(root)}"
@@ -120,7 +158,13 @@ def run(args: argparse.Namespace) -> int:
         if tmp.exists():
             tmp.unlink()
     print(f"\nresults: {path}  ({mode} run, {time.perf_counter() - t0:.0f} s)\n")
-    print(report.format_table(report.load([path], paper=False), args.format))
+    results = report.load_results([path])
+    if (results["problem"] == "paper").any():
+        print(report.format_table(report.tbl3(results, paper=False), args.format))
+    others = report.gradient_table(results, problems=sorted(set(results["problem"]) - {"paper"}))
+    if not others.empty:
+        print("\nvalue-and-gradient call per problem:\n")
+        print(report.format_table(others, args.format, report.gradient_display_frame))
     if rc != 0:
         print(f"\nsome benchmarks failed or errored (pytest exit status {rc}); see above", file=sys.stderr)
         return 1

@@ -30,8 +30,9 @@ from .context import VERSIONED, gpu_names, machine_context, machine_context_cach
 #: public name -> module (needing pandas) that defines it, imported on first use
 _LAZY = {
     **dict.fromkeys(("result_files", "run_records", "load_results", "is_yardstick"), "store"),
-    **dict.fromkeys(("PAPER_TBL3", "TABLE_COLUMNS", "tbl3", "paper_rows", "load"), "table"),
-    **dict.fromkeys(("fmt_time", "display_frame", "format_table"), "render"),
+    **dict.fromkeys(("PAPER_TBL3", "TABLE_COLUMNS", "tbl3", "paper_rows", "load", "GRADIENT_COLUMNS",
+                     "gradient_table"), "table"),
+    **dict.fromkeys(("fmt_time", "display_frame", "gradient_display_frame", "format_table"), "render"),
     **dict.fromkeys(("REGRESS_KEYS", "JITTER_ROOM_MAX", "ratios", "regress"), "regression"),
 }
 

@@ -93,6 +93,25 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80] or "unknown"
 
 
+def host_id() -> str:
+    """Six hex digits that tell two hosts of the same CPU model apart (machine-id, host name, MAC).
+
+    Part of the default machine name, so that a run on another machine never lands in (and
+    shadows) a folder of committed results; ``ADJOINTBENCH_MACHINE`` names a machine instead.
+    """
+    import hashlib
+    import socket
+    import uuid
+
+    try:
+        mid = Path("/etc/machine-id").read_text().strip()
+    except OSError:
+        mid = ""
+    node = uuid.getnode()
+    mac = "" if node >> 40 & 1 else str(node)  # uuid's fallback is random per process (multicast bit set)
+    return hashlib.sha256(f"{mid}|{socket.gethostname()}|{mac}".encode()).hexdigest()[:6]
+
+
 def machine_context() -> dict[str, Any]:
     """What a result must carry to be compared across machines (issue 6, item 3)."""
     cpu = _cpu_model()
@@ -106,7 +125,7 @@ def machine_context() -> dict[str, Any]:
     short_cpu = re.sub(r"\((R|TM)\)|CPU|Processor|\d+-Core", "", cpu)
     short_cpu = " ".join(short_cpu.replace("@", " @").split())
     name = os.environ.get("ADJOINTBENCH_MACHINE") or slug(
-        f"{short_cpu.split(' @')[0]} {usable}t" + (f" {gpus[0]}" if gpus else ""))
+        f"{short_cpu.split(' @')[0]} {usable}t" + (f" {gpus[0]}" if gpus else "") + f" {host_id()}")
     return {
         "machine": name,
         "cpu_model": cpu,

@@ -11,7 +11,7 @@ import pandas as pd
 from .constants import FEW_ROUNDS
 
 
-REGRESS_KEYS = ["group", "backend", "driver", "device", "dtype"]
+REGRESS_KEYS = ["group", "problem", "backend", "driver", "device", "dtype"]
 
 
 def ratios(results: pd.DataFrame, reference: str, groups: Sequence[str] = ("gradient", "tbl3")) -> pd.DataFrame:
@@ -27,7 +27,7 @@ def ratios(results: pd.DataFrame, reference: str, groups: Sequence[str] = ("grad
     rows = []
     sel = results[results["group"].isin(list(groups))]
     for run, g in sel.groupby("run", sort=False):
-        for group, gg in g.groupby("group", sort=False):
+        for (group, _), gg in g.groupby(["group", "problem"], sort=False):
             probed = (gg["probe_backend"] == reference) & gg["probe_s"].notna()
             ref = gg[(gg["backend"] == reference) & (gg["driver"] == "python") & (gg["device"] == "cpu")
                      & (gg["dtype"] == "float64")]

@@ -60,11 +60,25 @@ def _latex(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def format_table(df: pd.DataFrame, fmt: str = "md") -> str:
-    """The Tbl. 3 frame as md, csv (raw numbers, seconds/µs), latex or html."""
+def gradient_display_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Human-readable columns of ``gradient_table`` for md/latex/html."""
+    return pd.DataFrame({
+        "problem": df["problem_label"],
+        "gradient": df["backend"],
+        "kind": df["kind"],
+        "hardware": [f"{h} [{d}]" for h, d in zip(df["hardware"], df["device"])],
+        "dtype": df["dtype"],
+        "per call": df["call_s"].map(fmt_time),
+        "× fastest": df["ratio"].map(lambda r: f"{r:.3g}" if math.isfinite(r) else "—"),
+        "rounds": df["rounds"],
+    })
+
+
+def format_table(df: pd.DataFrame, fmt: str = "md", display=display_frame) -> str:
+    """The Tbl. 3 frame (or another, with its ``display``) as md, csv (raw numbers), latex or html."""
     if fmt == "csv":
         return df.to_csv(index=False, float_format="%.6g")
-    shown = display_frame(df)
+    shown = display(df)
     if fmt == "md":
         return _markdown(shown)
     if fmt == "latex":

@@ -86,6 +86,11 @@ def run_records(path: Path, data: dict) -> list[dict[str, Any]]:
             "probe_backend": extra.get("probe_backend", ""),
             "probe_s": float(extra["probe_s"]) if isinstance(extra.get("probe_s"), (int, float)) else math.nan,
             "yardstick": is_yardstick(extra),
+            # runs before the problem dimension timed the paper's problem only
+            "problem": extra.get("problem", "paper"),
+            "model": extra.get("model", "lorenz63"),
+            "problem_label": extra.get("problem_label", "lorenz63 paper (Tbl. 3)"),
+            "n_control": extra.get("n_control", 3),
         }
         for s in ("min", "max", "mean", "median", "stddev", "q1", "q3", "iqr"):
             v = stats.get(s)
@@ -127,7 +132,7 @@ def load_results(paths: Iterable[str | os.PathLike], *, latest: bool = False) ->
     if df.empty:
         raise ValueError(f"no adjointbench benchmark results in {', '.join(map(str, paths)) or '(nothing)'}")
     if latest:
-        row = ["machine", "backend", "device", "dtype"]
+        row = ["machine", "backend", "device", "dtype", "problem"]
         runs = df[row + ["run", "datetime", "mode"]].drop_duplicates()
         # full runs first, then by time: the last of each group is the one to keep
         runs = runs.assign(full=runs["mode"] == "full").sort_values(["full", "datetime", "run"])

@@ -60,6 +60,8 @@ def tbl3(results: pd.DataFrame, *, stat: str = "min", paper: bool = True) -> pd.
     """
     if stat not in STATS:
         raise ValueError(f"unknown statistic {stat!r}; expected one of {', '.join(STATS)}")
+    if "problem" in results:  # Tbl. 3 is the paper's problem; other problems: ``gradient_table``
+        results = results[results["problem"] == "paper"]
     rows = []
     floor = []  # per row: the plain-C yardstick, which is not a backend
     keys = ["run", "machine", "backend", "kind", "device", "dtype", "hardware"]
@@ -124,3 +126,32 @@ def load(paths: Iterable[str | os.PathLike], *, stat: str = "min", paper: bool =
          latest: bool = False) -> pd.DataFrame:
     """Result files/folders -> the Tbl. 3 table (measured rows, then the paper's)."""
     return tbl3(load_results(paths, latest=latest), stat=stat, paper=paper)
+
+
+#: columns of the per-problem gradient frame returned by ``gradient_table``
+GRADIENT_COLUMNS = (
+    "problem", "problem_label", "model", "n_control", "backend", "kind", "hardware", "device", "dtype", "call_s",
+    "ratio", "rounds", "machine", "run",
+)
+
+
+def gradient_table(results: pd.DataFrame, *, stat: str = "min", problems: Iterable[str] | None = None) -> pd.DataFrame:
+    """The ``gradient`` group per problem: one value-and-gradient call per backend x device x dtype.
+
+    ``ratio``: the call over the fastest backend's call on the same problem in the same run.
+    ``problems`` restricts the problem keys (default: all, the paper's included).
+    """
+    if stat not in STATS:
+        raise ValueError(f"unknown statistic {stat!r}; expected one of {', '.join(STATS)}")
+    g = results[(results["group"] == "gradient") & (results["driver"] == "python")]
+    if problems is not None:
+        g = g[g["problem"].isin(list(problems))]
+    keys = ["run", "machine", "problem", "problem_label", "model", "n_control", "backend", "kind", "device", "dtype",
+            "hardware"]
+    df = g.groupby(keys, sort=False, dropna=False).agg(call_s=(stat, "min"), rounds=("rounds", "min")).reset_index()
+    if df.empty:
+        return pd.DataFrame(columns=list(GRADIENT_COLUMNS))
+    fastest = df.groupby(["run", "problem"])["call_s"].transform("min")
+    count = df.groupby(["run", "problem"])["call_s"].transform("count")
+    df["ratio"] = (df["call_s"] / fastest).where(count > 1)
+    return df[list(GRADIENT_COLUMNS)].reset_index(drop=True)
