@@ -168,13 +168,33 @@ def measure96(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     flags = tuple(flags)
     exe = build(flags, compiler, SOURCE_NAME96)
-    proc = subprocess.run([str(exe)], input=_input96(problem, u, repeats, batch), capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"C reference failed: {proc.stderr.strip()}")
-    out = json.loads(proc.stdout)
+    stdout, stderr, rc, maxrss = _run_measured(exe, _input96(problem, u, repeats, batch))
+    if rc != 0:
+        raise RuntimeError(f"C reference failed: {stderr.strip()}")
+    out = json.loads(stdout)
     out["grad"] = np.array(out["grad"], dtype=np.float64)
     out["flags"] = " ".join(flags)
+    out["peak_rss_bytes"] = maxrss
     return out
+
+
+def _run_measured(exe: Path, text: str) -> tuple[str, str, int, int]:
+    """(stdout, stderr, exit status, the child's peak RSS in bytes) of one run of ``exe``.
+
+    The peak comes from the kernel's account of that child alone (``wait4``'s ru_maxrss), so
+    the scaling study can set the C program's memory beside the backends'.
+    """
+    import os
+
+    with tempfile.TemporaryFile("w+") as fin, tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
+        fin.write(text)
+        fin.seek(0)
+        proc = subprocess.Popen([str(exe)], stdin=fin, stdout=fout, stderr=ferr, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        fout.seek(0)
+        ferr.seek(0)
+        return fout.read(), ferr.read(), proc.returncode, int(usage.ru_maxrss) * 1024
 
 
 def check96(problem: Lorenz96Problem, u: Sequence[float] | None = None, **measure_kw: Any) -> dict[str, Any]:
