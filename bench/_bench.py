@@ -134,7 +134,8 @@ def cases(config: pytest.Config, fused_only: bool = False, problems: bool = Fals
     """pytest params for every timed backend x device x dtype (x problem when ``problems``),
     unavailable ones as skips.  Without ``problems`` the case is the paper's problem."""
     want_b = set(config.getoption("ab_backend"))
-    want_dev = set(config.getoption("ab_device"))
+    # one device vocabulary (cpu, gpu, tpu); cuda is torch's word for gpu, kept as an alias
+    want_dev = {"gpu" if d == "cuda" else d for d in config.getoption("ab_device")}
     want_dt = set(config.getoption("ab_dtype")) or ({"float64"} if config.getoption("ab_quick") else None)
     known = {b.name for b in all_backends()}
     unknown = want_b - known

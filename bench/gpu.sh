@@ -7,10 +7,10 @@
 # CUDA builds of jax and torch the machine's python3 has (PYTHON=... to pick another), so it
 # works on a machine that cannot reach a package index.  Native backends are not built: the
 # GPU rows need none.  Stages, each a separate `adjointbench bench` run (its own JSON in OUTDIR):
-#   full     jax and torch on gpu/cuda, float64 and float32, full timing policy
+#   full     jax and torch on gpu, float64 and float32, full timing policy
 #   nojit    JAX without JIT on the GPU, quick policy, float64 (seconds per call: the
 #            workload is timed over its first iterations and scaled, as the table says)
-#   compile  torch-compile (Inductor) on cuda, float64, quick policy (opt-in backend)
+#   compile  torch-compile (Inductor) on gpu, float64, quick policy (opt-in backend)
 #   info     the card, the driver, the versions and what adjointbench sees
 set -u
 stage=${1:?usage: bench/gpu.sh full|nojit|compile|info OUTDIR}
@@ -26,8 +26,8 @@ case $stage in
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
     "$py" -c 'import sys, jax, torch; print(sys.version.split()[0], "jax", jax.__version__, jax.devices(), "torch", torch.__version__, torch.cuda.is_available())'
     ab backends ;;
-  full) ab bench --backend jax --backend torch --device gpu --device cuda --out "$out" ;;
+  full) ab bench --backend jax --backend torch --device gpu --out "$out" ;;
   nojit) ab bench --quick --backend jax-nojit --device gpu --out "$out" ;;
-  compile) ADJOINTBENCH_TORCH_COMPILE=1 ab bench --quick --backend torch-compile --device cuda --out "$out" ;;
+  compile) ADJOINTBENCH_TORCH_COMPILE=1 ab bench --quick --backend torch-compile --device gpu --out "$out" ;;
   *) echo "bench/gpu.sh: unknown stage $stage (full, nojit, compile, info)" >&2; exit 2 ;;
 esac
