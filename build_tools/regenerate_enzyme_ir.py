@@ -56,24 +56,25 @@ class FrontDoor:
 #: (which the attribute would turn off too) packs them, the forward and Enzyme's reverse alike.
 NO_SLP = ("-no-implicit-float",)
 
-#: front door -> its module.  Lorenz-63 (kernels/lorenz63_enzyme.cpp): outputs res = (J,
-#: grad[6]), u_final[6], costs; inputs u[6], reals = (dt, step), sizes = (K, ncontrol,
-#: iterations), steps, obs.  Lorenz-96 (kernels/lorenz96_enzyme.cpp): outputs J, G, work;
-#: inputs U, reals = (dt, F, sigma_o, sigma_b, step), sizes = (n, ncontrol, nobs, m, B,
-#: iterations, has_background), steps, idx, obs, xb.  Extent 1 marks a tensor that only
-#: carries a pointer (its size is a run-time value checked by the Cython wrapper).
+#: front door -> its module.  Lorenz-63 (kernels/lorenz63_enzyme.cpp): outputs J, G; inputs
+#: U, reals = (dt, step, sigma, r, beta), sizes = (K, ncontrol, B, iterations, mode), steps,
+#: obs.  Lorenz-96 (kernels/lorenz96_enzyme.cpp): outputs J, G, work; inputs U, reals = (dt, F,
+#: sigma_o, sigma_b, step), sizes = (n, ncontrol, nobs, m, B, iterations, has_background,
+#: mode), steps, idx, obs, xb.  Extent 1 marks a tensor that only carries a pointer (its size
+#: is a run-time value checked by the Cython wrapper).  mode: gradients, descent or
+#: forward-only costs, each front door exporting the primal cost next to its gradient.
 FRONT_DOORS: dict[str, FrontDoor] = {
     "lorenz63_entry": FrontDoor(
         "lorenz63_enzyme.cpp", "adjointbench_enzyme_lorenz63",
-        outs=(("double", (7,)), ("double", (6,)), ("double", (1,))),
-        ins=(("double", (6,)), ("double", (2,)), ("int32_t", (3,)), ("int32_t", (1,)), ("double", (1,))),
+        outs=(("double", (1,)), ("double", (1,))),
+        ins=(("double", (1,)), ("double", (5,)), ("int32_t", (5,)), ("int32_t", (1,)), ("double", (1,))),
         cc1_flags=NO_SLP,
     ),
     "lorenz96_entry": FrontDoor(
         "lorenz96_enzyme.cpp", "adjointbench_enzyme_lorenz96",
         outs=(("double", (1,)), ("double", (1,)), ("double", (1,))),
         ins=(
-            ("double", (1,)), ("double", (5,)), ("int32_t", (7,)), ("int32_t", (1,)), ("int32_t", (1,)),
+            ("double", (1,)), ("double", (5,)), ("int32_t", (8,)), ("int32_t", (1,)), ("int32_t", (1,)),
             ("double", (1,)), ("double", (1,)),
         ),
         # Enzyme's tape (the values its reverse sweep needs, ~64 bytes per variable and time

@@ -6,7 +6,9 @@ kernels/generated/) exports the front door ``lorenz63_entry`` with enzyme-ad's
 ``entry(void** outs, void** ins)`` ABI as ``adjointbench_enzyme_lorenz63``.
 ``Lorenz63Enzyme`` holds one problem's observations, converted and checked once; every size
 is checked before native code runs (the C++ side trusts them), and the few per-call buffers
-live on the C stack.
+live on the C stack (or in the arrays a batch returns).  Besides the gradient (``vg``, the
+batch ``vgb``, the fused ``descent``) the front door computes J alone (``cost``) by the primal
+forward model that Enzyme differentiates, in the same object.
 """
 
 import numpy as np
@@ -20,19 +22,26 @@ cdef extern from *:
     """
     void adjointbench_enzyme_lorenz63(void **outs, void **ins);
     """
-    # lorenz63_entry of lorenz63_enzyme.cpp: sizes[2] == 0 -> value and gradient, else descent
+    # lorenz63_entry of lorenz63_enzyme.cpp; sizes[4] is the mode below
     void adjointbench_enzyme_lorenz63(void **outs, void **ins) nogil
+
+# the front door's modes (enum Mode in kernels/lorenz63_enzyme.cpp)
+cdef enum:
+    GRADIENTS = 0
+    DESCENT = 1
+    COSTS = 2
 
 
 include "_buffers.pxi"
 
 
 cdef class Lorenz63Enzyme:
-    """One problem's buffers; ``vg`` and ``descent`` call the Enzyme gradient on them.
+    """One problem's buffers; ``vg``, ``vgb``, ``descent`` and ``cost`` call the kernel on them.
 
-    ``params`` (sigma, r, beta) fill the control's parameter entries when ``n_control`` is 3.
-    A control vector that is not already a contiguous float64 vector of length n_control is
-    handed to ``check`` (the problem's ``check_control``: converts it or raises ValueError).
+    ``params`` (sigma, r, beta) complete the control in the C++ front door when ``n_control``
+    is 3.  A control vector that is not already a contiguous float64 vector of length
+    n_control is handed to ``check`` (the problem's ``check_control``: converts it or raises
+    ValueError).
     """
 
     cdef object _steps, _obs, check, empty
@@ -77,7 +86,7 @@ cdef class Lorenz63Enzyme:
         self.obs = &obs_v[0]
 
     cdef int _load(self, object u, double *dst) except -1:
-        """dst[0:6] = the full control: u validated, then the fixed parameters for 'state'."""
+        """dst[0:n_control] = u, validated (length, dtype, finite)."""
         cdef Py_ssize_t i
         if not read_doubles(u, self.n_control, dst):
             if self.check is None or not read_doubles(self.check(u), self.n_control, dst):
@@ -85,28 +94,28 @@ cdef class Lorenz63Enzyme:
         for i in range(self.n_control):
             if not isfinite(dst[i]):
                 raise ValueError("control vector must be finite")
-        if self.n_control == 3:
-            dst[3] = self.params[0]
-            dst[4] = self.params[1]
-            dst[5] = self.params[2]
         return 0
 
-    cdef void _call(self, double *u, double *res, double *u_final, double *costs,
-                    double step, int32_t iterations) noexcept nogil:
+    cdef void _call(self, const double *U, double *J, double *G, int32_t B, int32_t iterations,
+                    double step, int32_t mode) noexcept nogil:
         """lorenz63_entry through enzyme-ad's entry(outs, ins) ABI."""
-        cdef double reals[2]
-        cdef int32_t sizes[3]
-        cdef void *outs[3]
+        cdef double reals[5]
+        cdef int32_t sizes[5]
+        cdef void *outs[2]
         cdef void *ins[5]
         reals[0] = self.dt
         reals[1] = step
+        reals[2] = self.params[0]
+        reals[3] = self.params[1]
+        reals[4] = self.params[2]
         sizes[0] = self.nobs
         sizes[1] = self.n_control
-        sizes[2] = iterations
-        outs[0] = res
-        outs[1] = u_final
-        outs[2] = costs
-        ins[0] = u
+        sizes[2] = B
+        sizes[3] = iterations
+        sizes[4] = mode
+        outs[0] = J
+        outs[1] = G
+        ins[0] = <void *>U
         ins[1] = reals
         ins[2] = sizes
         ins[3] = <void *>self.steps
@@ -116,18 +125,48 @@ cdef class Lorenz63Enzyme:
     cpdef tuple vg(self, object u):
         """(J, dJ/du) at the control vector u (length n_control); dJ/du a new float64 array."""
         cdef double c[6]
-        cdef double res[7]
-        cdef double unused[6]
+        cdef double grad[6]
+        cdef double J
         self._load(u, c)
         with nogil:
-            self._call(c, res, unused, unused, 0.0, 0)
-        return res[0], new_vector(self.empty, &res[1], self.n_control)
+            self._call(c, &J, grad, 1, 0, 0.0, GRADIENTS)
+        return J, new_vector(self.empty, grad, self.n_control)
+
+    cpdef double cost(self, object u) except? -1.0:
+        """J at the control vector u alone: the forward model, no tape, no adjoint."""
+        cdef double c[6]
+        cdef double J, unused
+        self._load(u, c)
+        with nogil:  # G is not written; a valid pointer all the same (the C++ takes a reference)
+            self._call(c, &J, &unused, 1, 0, 0.0, COSTS)
+        return J
+
+    cpdef tuple vgb(self, object U):
+        """(J[B], G[B, n_control]) for the rows of U (B x n_control), in one native call."""
+        cdef Py_ssize_t b, i, B
+        if not (type(U) is np.ndarray and U.dtype == np.float64 and U.ndim == 2
+                and U.shape[1] == self.n_control and U.flags.c_contiguous):
+            raise ValueError(f"batched controls must be a C-contiguous float64 array of shape (B, {self.n_control})")
+        B = U.shape[0]
+        if B < 1 or B > INT32_MAX:
+            raise ValueError(f"batched controls must have between 1 and {INT32_MAX} rows, got {B}")
+        cdef const double[:, ::1] Uv = U
+        for b in range(B):
+            for i in range(self.n_control):
+                if not isfinite(Uv[b, i]):
+                    raise ValueError(f"batched controls must be finite (row {b})")
+        J = np.empty(B)
+        G = np.empty((B, self.n_control))
+        cdef double[::1] Jv = J
+        cdef double[:, ::1] Gv = G
+        with nogil:
+            self._call(&Uv[0, 0], &Jv[0], &Gv[0, 0], <int32_t>B, 0, 0.0, GRADIENTS)
+        return J, G
 
     cpdef tuple descent(self, object u0, Py_ssize_t iterations, double step):
         """(final control, cost at each iterate) of ``iterations`` steps of steepest descent."""
         cdef double c[6]
         cdef double u_final[6]
-        cdef double res[7]
         if iterations < 1 or iterations > INT32_MAX:
             raise ValueError(f"iterations must be between 1 and {INT32_MAX}, got {iterations}")
         if not isfinite(step):
@@ -136,5 +175,5 @@ cdef class Lorenz63Enzyme:
         costs = np.empty(iterations)
         cdef double[::1] costs_v = costs
         with nogil:
-            self._call(c, res, u_final, &costs_v[0], step, <int32_t>iterations)
+            self._call(c, &costs_v[0], u_final, 1, <int32_t>iterations, step, DESCENT)
         return new_vector(self.empty, u_final, self.n_control), costs

@@ -7,7 +7,9 @@ kernels/generated/) exports the front door ``lorenz96_entry`` with enzyme-ad's
 ``Lorenz96Enzyme`` holds one problem's observations and background, converted and checked
 once; every size is checked here before native code runs (the C++ side trusts them).  The
 scratch (8n + n_control doubles) is allocated per call, so calls from several threads (the
-kernel runs without the GIL) share nothing writable.
+kernel runs without the GIL) share nothing writable.  Besides the gradient (``vg``, the batch
+``vgb``, the fused ``descent``) the front door computes J alone (``cost``) by the primal
+forward model that Enzyme differentiates, in the same object.
 """
 
 import numpy as np
@@ -110,10 +112,16 @@ cdef extern from *:
         return c == NULL ? 0 : c->bytes;
     }
     """
-    # lorenz96_entry of lorenz96_enzyme.cpp: sizes[5] == 0 -> a batch of gradients, else descent
+    # lorenz96_entry of lorenz96_enzyme.cpp; sizes[7] is the mode below
     void adjointbench_enzyme_lorenz96(void **outs, void **ins) nogil
     size_t ab_tape_release() nogil
     size_t ab_tape_retained() nogil
+
+# the front door's modes (enum Mode in kernels/lorenz96_enzyme.cpp)
+cdef enum:
+    GRADIENTS = 0
+    DESCENT = 1
+    COSTS = 2
 
 
 def release_tape():
@@ -159,7 +167,7 @@ cdef class Lorenz96Enzyme:
     cdef const double *obs
     cdef const double *xb
     cdef double reals[5]
-    cdef int32_t sizes[7]
+    cdef int32_t sizes[8]
     cdef readonly int n, n_control
 
     def __init__(self, int n, double dt, double F, steps, indices, obs, double sigma_o=1.0,
@@ -203,6 +211,7 @@ cdef class Lorenz96Enzyme:
         self.sizes[4] = 1
         self.sizes[5] = 0
         self.sizes[6] = background is not None
+        self.sizes[7] = GRADIENTS
         # private copies, read-only after this
         self._steps, self._idx, self._obs, self._xb = s.copy(), i.copy(), o.copy(), xb.copy()
         cdef const int32_t[::1] sv = self._steps
@@ -229,23 +238,29 @@ cdef class Lorenz96Enzyme:
         return u
 
     cdef int _call(self, const double *U, double *J, double *G, int32_t B, int32_t iterations,
-                   double step) except -1:
-        """lorenz96_entry through enzyme-ad's entry(outs, ins) ABI, with fresh scratch."""
+                   double step, int32_t mode=GRADIENTS) except -1:
+        """lorenz96_entry through enzyme-ad's entry(outs, ins) ABI, with fresh scratch.
+
+        Scratch: 8n + n_control doubles for a gradient (primal, shadow, descent step), 4n for
+        the forward-only costs (the primal's state and RK4 buffers).
+        """
         cdef double reals[5]
-        cdef int32_t sizes[7]
+        cdef int32_t sizes[8]
         cdef void *outs[3]
         cdef void *ins[7]
         cdef Py_ssize_t k
-        cdef double *work = <double *>calloc(8 * <size_t>self.n + self.n_control, sizeof(double))
+        cdef size_t nwork = 4 * <size_t>self.n if mode == COSTS else 8 * <size_t>self.n + self.n_control
+        cdef double *work = <double *>calloc(nwork, sizeof(double))
         if work == NULL:
-            raise MemoryError(f"scratch of {8 * self.n + self.n_control} doubles")
+            raise MemoryError(f"scratch of {nwork} doubles")
         for k in range(5):
             reals[k] = self.reals[k]
-        for k in range(7):
+        for k in range(8):
             sizes[k] = self.sizes[k]
         reals[4] = step
         sizes[4] = B
         sizes[5] = iterations
+        sizes[7] = mode
         outs[0] = J
         outs[1] = G
         outs[2] = work
@@ -270,6 +285,15 @@ cdef class Lorenz96Enzyme:
         cdef double[::1] gv = g
         self._call(&uv[0], &J, &gv[0], 1, 0, 0.0)
         return J, g
+
+    cpdef double cost(self, object u) except? -1.0:
+        """J at the control vector u alone: the forward model, no shadow, no tape."""
+        u = self._control(u)
+        cdef const double[::1] uv = u
+        cdef double J, unused
+        # G is not written; a valid pointer all the same (the C++ takes a reference)
+        self._call(&uv[0], &J, &unused, 1, 0, 0.0, COSTS)
+        return J
 
     cpdef tuple vgb(self, object U):
         """(J[B], G[B, n_control]) for the rows of U (B x n_control), in one native call."""
@@ -304,5 +328,5 @@ cdef class Lorenz96Enzyme:
         u = np.empty(self.n_control)
         cdef double[::1] cv = costs
         cdef double[::1] fv = u
-        self._call(&uv[0], &cv[0], &fv[0], 1, <int32_t>iterations, step)
+        self._call(&uv[0], &cv[0], &fv[0], 1, <int32_t>iterations, step, DESCENT)
         return u, costs

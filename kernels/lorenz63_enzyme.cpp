@@ -9,16 +9,24 @@
 // the front door named at compile time.
 //
 // Front doors:
-//   lorenz63_entry      ahead of time: J and dJ/d(x0, y0, z0, sigma, r, beta) in one call, or
-//                       the Tbl. 3 steepest-descent loop with every gradient from Enzyme
+//   lorenz63_entry      ahead of time: a batch of B gradients (B = 1 is the single call), the
+//                       Tbl. 3 steepest-descent loop with every gradient from Enzyme, or a batch
+//                       of B forward-only costs (the primal `cost` that Enzyme differentiates)
 //   lorenz63_vg_tensor  J and gradient with fixed shapes, for the JIT route (enzyme_ad.jax.cpp_call)
+//   lorenz63_cost_tensor  J alone with fixed shapes (the same `cost`), for the JIT route
 //
 // The ahead-of-time front door takes the problem's sizes at run time (one build serves every
-// problem): `sizes` = (number of observations K, control length 3|6, iterations), `reals` =
-// (dt, step).  `steps` (K int32) and `obs` (K x 3 doubles) are read through the pointers the
-// caller passes; their tensor types are declared with extent 1 only to carry the pointer
-// (declaring a larger extent would let the optimiser assume more memory is dereferenceable
-// than the caller owns).  The caller (kernels/enzyme_lorenz63.pyx) validates every size.
+// problem): `sizes` = (number of observations K, control length 3|6, B, iterations, mode),
+// `reals` = (dt, step, sigma, r, beta).  The controls U (B x ncontrol), `steps` (K int32) and
+// `obs` (K x 3 doubles) are read through the pointers the caller passes; every tensor type is
+// declared with extent 1 only to carry the pointer (declaring a larger extent would let the
+// optimiser assume more memory is dereferenceable than the caller owns).  The caller
+// (kernels/enzyme_lorenz63.pyx) validates every size.
+//
+// No OpenMP for the batch: enzyme-ad's embedded clang ships no omp.h, and clang's -fopenmp
+// code calls LLVM's libomp (__kmpc_fork_call ...), which neither this toolchain nor the
+// extension links (llvmlite only emits the object; GCC's libgomp has another ABI).  The batch
+// is a plain loop over the members in one native call (idiom "native loop").
 
 extern int enzyme_dup;
 extern int enzyme_const;
@@ -97,6 +105,46 @@ __attribute__((noinline)) double value_and_grad(const double* u, double* grad, d
   return J;
 }
 
+// J alone at u (6 entries), by the primal `cost` the gradient differentiates: no tape, no
+// adjoint (the denominator of the cheap-gradient ratio).  Not inlined, like value_and_grad.
+__attribute__((noinline)) double forward(const double* u, double dt, int nobs, const int* steps,
+                                         const double* obs) {
+  double J = 0.0;
+  cost(u, u + 3, &J, dt, nobs, steps, obs);
+  return J;
+}
+
+// The full 6-vector of one member: its ncontrol entries, then the fixed (sigma, r, beta) of
+// `params` for a state-only control.
+inline void full_control(double* u, const double* row, int ncontrol, const double* params) {
+  for (int i = 0; i < ncontrol; ++i) u[i] = row[i];
+  for (int i = ncontrol; i < 6; ++i) u[i] = params[i - 3];
+}
+
+// B members one after the other (the "native loop" batch idiom): J[b], G[b, :] = value_and_grad
+// at U[b, :] (rows of ncontrol), the same compiled gradient as a single call.
+template <bool state_only>
+void batch(const double* U, double* J, double* G, int B, const double* params, double dt,
+           int nobs, const int* steps, const double* obs) {
+  constexpr int ncontrol = state_only ? 3 : 6;
+  double u[6], grad[6];
+  for (int b = 0; b < B; ++b) {
+    full_control(u, U + (long)ncontrol * b, ncontrol, params);
+    J[b] = value_and_grad<state_only>(u, grad, dt, nobs, steps, obs);
+    for (int i = 0; i < ncontrol; ++i) G[(long)ncontrol * b + i] = grad[i];
+  }
+}
+
+// B forward-only costs: J[b] = forward at U[b, :].
+void cost_batch(const double* U, double* J, int B, int ncontrol, const double* params, double dt,
+                int nobs, const int* steps, const double* obs) {
+  double u[6];
+  for (int b = 0; b < B; ++b) {
+    full_control(u, U + (long)ncontrol * b, ncontrol, params);
+    J[b] = forward(u, dt, nobs, steps, obs);
+  }
+}
+
 // The Tbl. 3 workload fused: `iterations` evaluations of steepest descent u <- u - step*grad
 // on the first 3 (state_only) or 6 entries of u, costs[i] = J at the i-th iterate; u ends as
 // the python_descent loop leaves it.
@@ -113,31 +161,52 @@ void descent(double* u, double* costs, int iterations, double step, double dt, i
 
 }  // namespace
 
-// The ahead-of-time front door.  outs: res = (J, grad[6]), u_final[6], costs[iterations];
-// ins: u[6], reals = (dt, step), sizes = (K, ncontrol, iterations), steps[K], obs[K x 3].
-// iterations == 0 evaluates J and its gradient at u into res; iterations > 0 runs the fused
-// descent.  Both paths call the one compiled value_and_grad, so the fused driver reproduces
-// the Python-driven loop bit for bit (Enzyme marks its derivative arithmetic fast-math, so
-// two separately optimised copies could round differently).
-void lorenz63_entry(enzyme::tensor<double, 7>& res, enzyme::tensor<double, 6>& u_final,
-                    enzyme::tensor<double, 1>& costs, const enzyme::tensor<double, 6>& u,
-                    const enzyme::tensor<double, 2>& reals, const enzyme::tensor<int32_t, 3>& sizes,
-                    const enzyme::tensor<int32_t, 1>& steps, const enzyme::tensor<double, 1>& obs) {
-  const bool state_only = sizes[1] == 3;
-  if (sizes[2] == 0) {
-    res[0] = state_only ? value_and_grad<true>(&u.values[0], &res.values[1], reals[0], sizes[0],
-                                               &steps.values[0], &obs.values[0])
-                        : value_and_grad<false>(&u.values[0], &res.values[1], reals[0], sizes[0],
-                                                &steps.values[0], &obs.values[0]);
-    return;
+// What the ahead-of-time front door computes (sizes[4]; kernels/enzyme_lorenz63.pyx uses the
+// same numbers).
+enum Mode { GRADIENTS = 0, DESCENT = 1, COSTS = 2 };
+
+// The ahead-of-time front door.
+//   outs: J[max(B, iterations)], G[B x ncontrol] (after a descent: the final control)
+//   ins:  U[B x ncontrol], reals = (dt, step, sigma, r, beta),
+//         sizes = (K, ncontrol, B, iterations, mode), steps[K], obs[K x 3]
+// GRADIENTS: J and gradient of each of the B members; DESCENT: `iterations` steps of steepest
+// descent from U[0, :] (B = 1), J = the cost at each iterate; COSTS: J of each member, forward
+// only (G untouched).  Every gradient path calls the one compiled value_and_grad, so the batch
+// and the fused descent reproduce the single call bit for bit (Enzyme marks its derivative
+// arithmetic fast-math, so two separately optimised copies could round differently).
+void lorenz63_entry(enzyme::tensor<double, 1>& J, enzyme::tensor<double, 1>& G,
+                    const enzyme::tensor<double, 1>& U, const enzyme::tensor<double, 5>& reals,
+                    const enzyme::tensor<int32_t, 5>& sizes, const enzyme::tensor<int32_t, 1>& steps,
+                    const enzyme::tensor<double, 1>& obs) {
+  const int nobs = sizes[0], ncontrol = sizes[1], B = sizes[2], iterations = sizes[3];
+  const bool state_only = ncontrol == 3;
+  const double dt = reals[0], step = reals[1];
+  const double params[3] = {reals[2], reals[3], reals[4]};
+  const int* s = &steps.values[0];
+  const double* o = &obs.values[0];
+  switch (sizes[4]) {
+    case GRADIENTS:
+      if (state_only)
+        batch<true>(&U.values[0], &J.values[0], &G.values[0], B, params, dt, nobs, s, o);
+      else
+        batch<false>(&U.values[0], &J.values[0], &G.values[0], B, params, dt, nobs, s, o);
+      return;
+    case COSTS:
+      cost_batch(&U.values[0], &J.values[0], B, ncontrol, params, dt, nobs, s, o);
+      return;
+    case DESCENT: {
+      double u[6];
+      full_control(u, &U.values[0], ncontrol, params);
+      if (state_only)
+        descent<true>(u, &J.values[0], iterations, step, dt, nobs, s, o);
+      else
+        descent<false>(u, &J.values[0], iterations, step, dt, nobs, s, o);
+      for (int i = 0; i < ncontrol; ++i) G[i] = u[i];
+      return;
+    }
+    default:
+      return;
   }
-  for (int i = 0; i < 6; ++i) u_final[i] = u[i];
-  if (state_only)
-    descent<true>(&u_final.values[0], &costs.values[0], sizes[2], reals[1], reals[0], sizes[0],
-                  &steps.values[0], &obs.values[0]);
-  else
-    descent<false>(&u_final.values[0], &costs.values[0], sizes[2], reals[1], reals[0], sizes[0],
-                   &steps.values[0], &obs.values[0]);
 }
 
 // JIT front door (enzyme_ad.jax.cpp_call): the same value_and_grad with the observation
@@ -149,4 +218,13 @@ void lorenz63_vg_tensor(enzyme::tensor<double, 7>& res, const enzyme::tensor<dou
                         const enzyme::tensor<double, K, 3>& obs) {
   res[0] = value_and_grad<false>(&u.values[0], &res.values[1], reals[0], (int)K,
                                  &steps.values[0], &obs.values[0].values[0]);
+}
+
+// JIT forward-only front door: J = res[0] by the same `forward` (cost) as the gradient.
+template <std::size_t K>
+void lorenz63_cost_tensor(enzyme::tensor<double, 1>& res, const enzyme::tensor<double, 6>& u,
+                          const enzyme::tensor<double, 1>& reals,
+                          const enzyme::tensor<int32_t, K>& steps,
+                          const enzyme::tensor<double, K, 3>& obs) {
+  res[0] = forward(&u.values[0], reals[0], (int)K, &steps.values[0], &obs.values[0].values[0]);
 }

@@ -11,10 +11,12 @@
 //
 // Front doors:
 //   lorenz96_entry      ahead of time (kernels/enzyme_lorenz96.pyx): a batch of B gradients
-//                       (B = 1 is the single call) or the fused steepest-descent loop, with every
-//                       size a run-time value
+//                       (B = 1 is the single call), the fused steepest-descent loop, or a batch
+//                       of B forward-only costs (the primal `cost` Enzyme differentiates), with
+//                       every size a run-time value
 //   lorenz96_vg_tensor  J and gradient with the sizes fixed by the array shapes, for the JIT
 //                       route (enzyme_ad.jax.cpp_call, backends/enzyme_jit.py)
+//   lorenz96_cost_tensor  J alone (the same `cost`), sizes fixed by the shapes, for the JIT route
 //
 // Memory.  The forward model works in caller-owned scratch, `work`: the state x, the RK4
 // accumulator and two stage inputs (4n doubles), plus their shadows (4n more, zeroed here
@@ -22,6 +24,13 @@
 // needs of the overwritten states and stage inputs, Enzyme stores on its own tape (one
 // allocation per stored value for the whole call, since every loop's trip count is known when
 // the loop starts); nothing is allocated per time step.  The caller validates every size.
+// A forward-only cost uses the first 4n doubles of `work` and no tape.
+//
+// No OpenMP for the batch: enzyme-ad's embedded clang ships no omp.h, and clang's -fopenmp
+// code calls LLVM's libomp (__kmpc_fork_call ...), which neither this toolchain nor the
+// extension links (llvmlite only emits the object; GCC's libgomp has another ABI).  Members
+// in parallel would also each need their own scratch.  The batch is a plain loop over the
+// members in one native call (idiom "native loop").
 
 extern int enzyme_dup;
 extern int enzyme_const;
@@ -153,6 +162,24 @@ __attribute__((noinline)) double value_and_grad(const double* u, double* grad, d
   return J;
 }
 
+// J alone at u by the primal `cost` the gradient differentiates: no shadow, no tape (the
+// denominator of the cheap-gradient ratio).  work: 4n doubles.  Not inlined, like
+// value_and_grad.
+__attribute__((noinline)) double forward(const double* u, double* work, double F_fixed,
+                                         bool state_only, const Problem& p) {
+  double J = 0.0;
+  cost(u, state_only ? &F_fixed : u + p.n, &J, work, p.dt, p.sigma_o, p.sigma_b, p.n, p.nobs, p.m,
+       p.has_background, p.steps, p.idx, p.obs, p.xb);
+  return J;
+}
+
+// B forward-only costs: J[b] = forward at U[b, :] (rows of n, or n + 1 with F last).
+void cost_batch(const double* U, double* J, int B, double* work, double F_fixed, bool state_only,
+                const Problem& p) {
+  const long nc = state_only ? p.n : p.n + 1;
+  for (int b = 0; b < B; ++b) J[b] = forward(U + nc * b, work, F_fixed, state_only, p);
+}
+
 // B members, one after the other: J[b], G[b, :] = value_and_grad at U[b, :] (rows of ncontrol).
 // A plain loop (the "native loop" batch idiom): one native call for the batch; the members share
 // the scratch, which each gradient re-initialises.
@@ -178,19 +205,24 @@ void descent(double* u, double* costs, int iterations, double step, double* work
 
 }  // namespace
 
+// What the ahead-of-time front door computes (sizes[7]; kernels/enzyme_lorenz96.pyx uses the
+// same numbers).
+enum Mode { GRADIENTS = 0, DESCENT = 1, COSTS = 2 };
+
 // The ahead-of-time front door.
 //   outs: J[max(B, iterations)], G[B x ncontrol] (the final control after a descent),
 //         work[8n + ncontrol] (scratch)
 //   ins:  U[B x ncontrol], reals = (dt, F, sigma_o, sigma_b, step),
-//         sizes = (n, ncontrol, nobs, m, B, iterations, has_background),
+//         sizes = (n, ncontrol, nobs, m, B, iterations, has_background, mode),
 //         steps[nobs], idx[m], obs[nobs x m], xb[n] (any n doubles without a background)
-// iterations == 0: the batch of B gradients (B = 1 for one gradient); iterations > 0: the fused
-// descent from U[0, :] (B must be 1).  Every tensor is declared with extent 1 only to carry its
-// pointer (a larger extent would let the optimiser assume more dereferenceable memory than the
-// caller owns); the caller (kernels/enzyme_lorenz96.pyx) validates every size.
+// GRADIENTS: the batch of B gradients (B = 1 for one gradient); DESCENT: `iterations` steps of
+// the fused descent from U[0, :] (B must be 1); COSTS: B forward-only costs (G untouched).
+// Every tensor is declared with extent 1 only to carry its pointer (a larger extent would let
+// the optimiser assume more dereferenceable memory than the caller owns); the caller
+// (kernels/enzyme_lorenz96.pyx) validates every size.
 void lorenz96_entry(enzyme::tensor<double, 1>& J, enzyme::tensor<double, 1>& G,
                     enzyme::tensor<double, 1>& work, const enzyme::tensor<double, 1>& U,
-                    const enzyme::tensor<double, 5>& reals, const enzyme::tensor<int32_t, 7>& sizes,
+                    const enzyme::tensor<double, 5>& reals, const enzyme::tensor<int32_t, 8>& sizes,
                     const enzyme::tensor<int32_t, 1>& steps, const enzyme::tensor<int32_t, 1>& idx,
                     const enzyme::tensor<double, 1>& obs, const enzyme::tensor<double, 1>& xb) {
   const Problem p{reals[0], reals[2], reals[3], sizes[0], sizes[2], sizes[3], sizes[6],
@@ -199,20 +231,29 @@ void lorenz96_entry(enzyme::tensor<double, 1>& J, enzyme::tensor<double, 1>& G,
   const int B = sizes[4], iterations = sizes[5];
   const double F = reals[1], step = reals[4];
   double* w = &work.values[0];
-  if (iterations == 0) {
-    if (state_only)
-      batch<true>(&U.values[0], &J.values[0], &G.values[0], B, w, F, p);
-    else
-      batch<false>(&U.values[0], &J.values[0], &G.values[0], B, w, F, p);
-    return;
+  switch (sizes[7]) {
+    case GRADIENTS:
+      if (state_only)
+        batch<true>(&U.values[0], &J.values[0], &G.values[0], B, w, F, p);
+      else
+        batch<false>(&U.values[0], &J.values[0], &G.values[0], B, w, F, p);
+      return;
+    case COSTS:
+      cost_batch(&U.values[0], &J.values[0], B, w, F, state_only, p);
+      return;
+    case DESCENT: {
+      const int nc = sizes[1];
+      double* u = &G.values[0];
+      for (int i = 0; i < nc; ++i) u[i] = U[i];
+      if (state_only)
+        descent<true>(u, &J.values[0], iterations, step, w, w + 8 * (long)p.n, F, p);
+      else
+        descent<false>(u, &J.values[0], iterations, step, w, w + 8 * (long)p.n, F, p);
+      return;
+    }
+    default:
+      return;
   }
-  const int nc = sizes[1];
-  double* u = &G.values[0];
-  for (int i = 0; i < nc; ++i) u[i] = U[i];
-  if (state_only)
-    descent<true>(u, &J.values[0], iterations, step, w, w + 8 * (long)p.n, F, p);
-  else
-    descent<false>(u, &J.values[0], iterations, step, w, w + 8 * (long)p.n, F, p);
 }
 
 // JIT front door (enzyme_ad.jax.cpp_call): the same value_and_grad with every size fixed by
@@ -235,4 +276,21 @@ void lorenz96_vg_tensor(enzyme::tensor<double, NR>& res, enzyme::tensor<double, 
     res[0] = value_and_grad<true>(&u.values[0], &res.values[1], &work.values[0], reals[1], p);
   else
     res[0] = value_and_grad<false>(&u.values[0], &res.values[1], &work.values[0], reals[1], p);
+}
+
+// JIT forward-only front door: res[0] = J by the same `forward` (cost) as the gradient; work:
+// scratch of at least 4N doubles (an output so that XLA owns it); arguments as lorenz96_vg_tensor.
+template <std::size_t NW, std::size_t NC, std::size_t K, std::size_t M, std::size_t N>
+void lorenz96_cost_tensor(enzyme::tensor<double, 1>& res, enzyme::tensor<double, NW>& work,
+                          const enzyme::tensor<double, NC>& u,
+                          const enzyme::tensor<double, 5>& reals,
+                          const enzyme::tensor<int32_t, K>& steps,
+                          const enzyme::tensor<int32_t, M>& idx,
+                          const enzyme::tensor<double, K, M>& obs,
+                          const enzyme::tensor<double, N>& xb) {
+  static_assert(NC == N || NC == N + 1, "u holds x0, or x0 and F");
+  static_assert(NW >= 4 * N, "work = 4N doubles");
+  const Problem p{reals[0], reals[2], reals[3], (int)N, (int)K, (int)M, reals[4] != 0.0,
+                  &steps.values[0], &idx.values[0], &obs.values[0].values[0], &xb.values[0]};
+  res[0] = forward(&u.values[0], &work.values[0], reals[1], NC == N, p);
 }

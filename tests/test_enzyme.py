@@ -2,8 +2,9 @@
 
 What tests/test_backends.py checks for every backend is not repeated; here: many random
 problems on one build (sizes are run-time values), observations at both ends of the window,
-size checks in front of native code, the fused driver bit for bit, the IR fix-up function,
-and that kernels/generated/ is what enzyme-ad makes of kernels/lorenz63_enzyme.cpp.
+size checks in front of native code, the fused driver bit for bit, the native batch row by
+row, the forward-only cost against the gradient's J and the Python cost, the IR fix-up
+function, and that kernels/generated/ is what enzyme-ad makes of kernels/lorenz63_enzyme.cpp.
 """
 
 import importlib.util
@@ -77,6 +78,61 @@ def test_paper_problem_both_controls():
         assert_matches_complex_step(BACKEND.prepare(p), p)
 
 
+# ---- forward-only cost (prepare_cost) ----------------------------------------------------
+@needs_enzyme
+@pytest.mark.parametrize("control", ["state", "state+params"])
+def test_forward_cost_is_the_gradients_J_and_the_python_cost(rng, control):
+    assert BACKEND.has_cost("lorenz63")
+    for _ in range(12):
+        p = random_problem(rng, control)
+        vg, cost = BACKEND.prepare(p), BACKEND.prepare_cost(p)
+        for u in (p.u0, p.u0 * rng.uniform(0.95, 1.05, p.n_control)):
+            J = cost(u)
+            assert isinstance(J, float)
+            # the primal of the gradient call is the same forward model, rounded the same way
+            assert abs(J - vg(u)[0]) <= 1e-14 * abs(J)
+            assert abs(J - float(p.cost(u))) <= 1e-12 * abs(J), p.to_json()
+
+
+@needs_enzyme
+@pytest.mark.parametrize("bad", [np.zeros(2), np.zeros(6), np.zeros((3, 1)), [1.0, np.nan, 2.0], [1.0, 2.0, np.inf], ["a", "b", "c"], np.zeros(3, complex)])
+def test_bad_control_to_the_cost_is_a_value_error(bad):
+    cost = BACKEND.prepare_cost(ab.Lorenz63Problem.paper())
+    with pytest.raises(ValueError):
+        cost(bad)
+
+
+# ---- batch: one native call, each row what vg gives ---------------------------------------
+@needs_enzyme
+@pytest.mark.parametrize("control", ["state", "state+params"])
+@pytest.mark.parametrize("B", [1, 3, 17])
+def test_batch_rows_equal_single_calls(rng, control, B):
+    p = random_problem(rng, control)
+    vg, vgb = BACKEND.prepare(p), BACKEND.prepare_batch(p)
+    assert vgb.idiom == "native loop"
+    U = p.u0 * rng.uniform(0.9, 1.1, (B, p.n_control))  # distinct random members
+    J, G = vgb(U)
+    assert J.shape == (B,) and G.shape == (B, p.n_control) and J.dtype == G.dtype == np.float64
+    for b in range(B):
+        Jb, gb = vg(U[b])
+        assert J[b] == Jb and np.array_equal(G[b], gb)  # the same compiled gradient
+    assert_matches_complex_step(lambda u: (float(J[-1]), G[-1]), p, U[-1])
+    J2, G2 = vgb(np.asfortranarray(U))  # any layout: converted by check_controls
+    assert np.array_equal(J2, J) and np.array_equal(G2, G)
+
+
+@needs_enzyme
+@pytest.mark.parametrize("control", ["state", "state+params"])
+def test_bad_batches_are_value_errors(control):
+    p = ab.Lorenz63Problem.paper(control)
+    vgb = BACKEND.prepare_batch(p)
+    nc = p.n_control
+    for bad in [np.zeros((0, nc)), np.zeros((2, nc + 1)), np.zeros((2, nc - 1)), np.zeros(nc), np.zeros((1, 1, nc)),
+                np.full((3, nc), np.nan), np.r_[[p.u0], [np.full(nc, np.inf)]], np.zeros((2, nc), complex)]:
+        with pytest.raises(ValueError):
+            vgb(bad)
+
+
 # ---- sizes are checked before native code ----------------------------------------------
 @needs_enzyme
 @pytest.mark.parametrize("bad", [np.zeros(2), np.zeros(6), np.zeros((3, 1)), [1.0, np.nan, 2.0], [1.0, 2.0, np.inf], ["a", "b", "c"], np.zeros(3, complex)])
@@ -105,6 +161,14 @@ def test_native_wrapper_checks_its_sizes():
     k = Lorenz63Enzyme(**good)
     with pytest.raises(ValueError):
         k.vg(np.zeros(6))
+    with pytest.raises(ValueError):
+        k.cost(np.zeros(6))
+    with pytest.raises(ValueError):
+        k.cost(np.array([1.0, np.nan, 0.0]))
+    for bad in (np.zeros((2, 6)), np.zeros((0, 3)), np.zeros((3, 2)).T, np.zeros((2, 3), np.float32), [[0.0] * 3],
+                np.full((2, 3), np.inf)):
+        with pytest.raises(ValueError):
+            k.vgb(bad)  # the wrapper itself refuses (no conversion): shape, layout, dtype, finite
     with pytest.raises(ValueError):
         k.descent(np.zeros(3), 0, 1e-3)
     with pytest.raises(ValueError):
@@ -268,6 +332,7 @@ def test_jit_route_agrees_with_ahead_of_time(rng):
         J_jit, g_jit = JIT.prepare(p)(p.u0)
         assert abs(J_jit - J_aot) <= 1e-12 * abs(J_aot)
         assert verify.relative_error(g_jit, g_aot) <= 1e-12
+        assert abs(JIT.prepare_cost(p)(p.u0) - BACKEND.prepare_cost(p)(p.u0)) <= 1e-14 * abs(J_aot)
 
 
 def test_jit_route_without_source_says_why(monkeypatch, tmp_path):

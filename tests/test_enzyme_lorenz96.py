@@ -3,8 +3,8 @@
 Against complex step on random problems (both controls, with and without a background,
 observations at step 0 and at the last step), one large-N problem by the directional check,
 the native batch row by row, size checks before native code, the fused driver against the
-Python-driven loop, the tape allocator's reuse, and the JIT route against the ahead-of-time
-one.  The shipped IR's staleness is checked in tests/test_enzyme.py (every front door).
+Python-driven loop, the tape allocator's reuse, the forward-only cost against the gradient's
+J and the Python cost, and the JIT route against the ahead-of-time one.  The shipped IR's staleness is checked in tests/test_enzyme.py (every front door).
 """
 
 import numpy as np
@@ -100,9 +100,38 @@ def test_batch_rows_equal_single_calls(rng, control, B):
 
 
 @needs_enzyme96
-def test_lorenz63_batch_is_the_loop():
-    p = ab.Lorenz63Problem.paper()
-    assert BACKEND.prepare_batch(p).idiom == "loop"
+def test_no_model_uses_the_loop_fallback():
+    for p in (ab.Lorenz63Problem.paper(), Lorenz96Problem.standard(n=8, nsteps=4)):
+        assert BACKEND.prepare_batch(p).idiom == "native loop"
+
+
+# ---- forward-only cost (prepare_cost) ------------------------------------------------------
+@needs_enzyme96
+@pytest.mark.parametrize("control", CONTROLS)
+@pytest.mark.parametrize("background", [True, False])
+def test_forward_cost_is_the_gradients_J_and_the_python_cost(rng, control, background):
+    assert BACKEND.has_cost("lorenz96")
+    for n in (4, 5, 7, 40, int(rng.integers(4, 200))):
+        p = random_problem96(rng, control, n=n, background=background)
+        if rng.random() < 0.5:
+            p = with_obs_at_both_ends(rng, p)
+        vg, cost = BACKEND.prepare(p), BACKEND.prepare_cost(p)
+        for u in (p.u0, p.u0 * rng.uniform(0.95, 1.05, p.n_control)):
+            J = cost(u)
+            assert isinstance(J, float)
+            assert abs(J - vg(u)[0]) <= 1e-14 * abs(J)  # the gradient's primal: the same forward model
+            assert abs(J - float(p.cost(u))) <= 1e-12 * abs(J), p.to_json()
+
+
+@needs_enzyme96
+@pytest.mark.parametrize("control", CONTROLS)
+def test_forward_cost_at_large_n(rng, control):
+    p = Lorenz96Problem.standard(n=40_000 + int(rng.integers(0, 100)), nsteps=int(rng.integers(4, 9)), obs_every=2,
+                                 seed=int(rng.integers(2**31)), control=control, spinup=10)
+    u = p.u0 * rng.uniform(0.99, 1.01, p.n_control)
+    J = BACKEND.prepare_cost(p)(u)
+    assert abs(J - BACKEND.prepare(p)(u)[0]) <= 1e-13 * abs(J)
+    assert abs(J - float(p.cost(u))) <= 1e-12 * abs(J)
 
 
 # ---- bad input: ValueError before native code ---------------------------------------------
@@ -115,11 +144,14 @@ def test_bad_controls_are_value_errors(control):
     nc = p.n_control
     bad_vectors = [np.zeros(nc - 1), np.zeros(nc + 1), np.zeros((nc, 1)), np.full(nc, np.nan),
                    np.r_[np.zeros(nc - 1), np.inf], np.zeros(nc, complex), ["a"] * nc]
+    cost = BACKEND.prepare_cost(p)
     for bad in bad_vectors:
         with pytest.raises(ValueError):
             vg(bad)
         with pytest.raises(ValueError):
             run(bad)
+        with pytest.raises(ValueError):
+            cost(bad)
     for bad in [np.zeros((0, nc)), np.zeros((2, nc + 1)), np.zeros(nc), np.full((3, nc), np.nan), np.zeros((2, nc), complex)]:
         with pytest.raises(ValueError):
             vgb(bad)
@@ -144,6 +176,9 @@ def test_native_wrapper_checks_its_sizes():
     k = Lorenz96Enzyme(**good)
     with pytest.raises(ValueError):
         k.vg(np.zeros(7))
+    for bad in (np.zeros(7), np.zeros(5), np.full(6, np.nan), np.zeros(6, np.float32), np.zeros((6, 1))):
+        with pytest.raises(ValueError):
+            k.cost(bad)  # no check function given: the wrapper refuses what is not exactly right
     with pytest.raises(ValueError):
         k.vgb(np.zeros((2, 7)))
     with pytest.raises(ValueError):
@@ -220,4 +255,5 @@ def test_jit_route_agrees_with_ahead_of_time(rng):
         J_jit, g_jit = JIT.prepare(p)(p.u0)
         assert abs(J_jit - J_aot) <= 1e-12 * abs(J_aot)
         assert verify.relative_error(g_jit, g_aot) <= 1e-12
+        assert abs(JIT.prepare_cost(p)(p.u0) - BACKEND.prepare_cost(p)(p.u0)) <= 1e-14 * abs(J_aot)
     assert not JIT.has_fused("lorenz96")

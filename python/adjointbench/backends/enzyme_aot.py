@@ -8,11 +8,16 @@ of time (kernels/generated/), llvmlite turned it into an object file and Cython 
 here: one build serves every problem, whose sizes are passed at run time.
 
 Lorenz-96 (kernels/lorenz96_enzyme.cpp, RK4 forward model and cost only; extension
-``adjointbench._enzyme96``) is built the same way.  Its batch is one native call that loops
-over the members in C++ (idiom "native loop"; no OpenMP in enzyme-ad's embedded toolchain
-and llvmlite's object).  Lorenz-63 batches keep the base class's loop over ``vg``: its
-front door has no batch entry, and at ~3 us per gradient a native loop would save only the
-~1 us of Python per row.
+``adjointbench._enzyme96``) is built the same way.  Batches of either model are one native
+call that loops over the members in C++ (idiom "native loop"): OpenMP is not available inside
+that code, since enzyme-ad's embedded clang has no omp.h and llvmlite's object would need
+LLVM's libomp linked in (see the front doors' comments).  Threads could come from the Cython
+wrapper instead (a ``prange`` over members, each a B = 1 call with its own scratch, built with
+GCC's OpenMP as the cython backend is): that is another idiom ("threads"), not tried here.
+
+``prepare_cost`` (J alone, the denominator of the cheap-gradient ratio) calls the same front
+door in its forward-only mode: the primal ``cost`` that Enzyme differentiates, in the same
+IR, object and compiler flags, with no shadow and no tape.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 from .. import native
 from ..models import Lorenz96Problem
 from ..problem import PARAM_NAMES, Lorenz63Problem
-from .base import Backend, DescentResult, Prepared, PreparedBatch, check_controls, loop_batch, native_descent
+from .base import Backend, DescentResult, Prepared, PreparedBatch, check_controls, native_descent
 
 MODULE = "_enzyme"
 MODULE96 = "_enzyme96"
@@ -89,10 +94,14 @@ class EnzymeAOTBackend(Backend):
     ) -> Callable[[np.ndarray], DescentResult]:
         return native_descent(_kernel96(problem).descent, iterations, step)
 
+    def _prepare_cost(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
+        return _kernel(problem).cost  # validates u like vg; returns a Python float
+
+    def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
+        return _kernel96(problem).cost
+
     def _prepare_batch(self, problem, *, device: str, dtype: str) -> PreparedBatch:
-        if problem.model != "lorenz96":
-            return loop_batch(self._prepare(problem, device=device, dtype=dtype))
-        vgb_native = _kernel96(problem).vgb
+        vgb_native = (_kernel96(problem) if problem.model == "lorenz96" else _kernel(problem)).vgb
 
         def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return vgb_native(check_controls(problem, U))

@@ -11,6 +11,10 @@ Lorenz-96: kernels/lorenz96_enzyme.cpp, front door ``lorenz96_vg_tensor``, whose
 parameters (N, the observation counts) are deduced from the array shapes, so every problem
 size is its own compilation; Enzyme's scratch is a second output of the call (XLA owns it).
 No batch or fused driver for Lorenz-96 here (a vmap of cpp_call has no batching rule).
+
+``prepare_cost`` (J alone) calls the front doors ``lorenz63_cost_tensor`` /
+``lorenz96_cost_tensor`` of the same sources: the primal ``cost`` that Enzyme differentiates,
+compiled by the same cpp_call route (its own compilation in prepare).
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ SOURCE = "lorenz63_enzyme.cpp"
 FRONT_DOOR = "lorenz63_vg_tensor"
 SOURCE96 = "lorenz96_enzyme.cpp"
 FRONT_DOOR96 = "lorenz96_vg_tensor"
+COST_DOOR = "lorenz63_cost_tensor"
+COST_DOOR96 = "lorenz96_cost_tensor"
 
 
-def _compiled(problem: Lorenz63Problem, iterations: int | None = None, step: float = 0.0):
-    """A jitted function of the full 6-vector u: (J, grad) or, with iterations, the descent."""
+def _compiled(problem: Lorenz63Problem, iterations: int | None = None, step: float = 0.0, *, cost: bool = False):
+    """A jitted function of the full 6-vector u: (J, grad), with iterations the descent, or
+    with ``cost`` J alone (res = (J,))."""
     import jax
     import jax.numpy as jnp
     from enzyme_ad.jax import cpp_call
@@ -41,6 +48,13 @@ def _compiled(problem: Lorenz63Problem, iterations: int | None = None, step: flo
     reals = np.array([problem.dt])
     steps = np.asarray(problem.obs_steps, dtype=np.int32)
     obs = np.asarray(problem.obs_values, dtype=np.float64)
+    if cost:
+        def forward(u6):
+            (res,) = cpp_call(u6, reals, steps, obs, out_shapes=[jax.core.ShapedArray((1,), jnp.float64)],
+                              source=source, fn=COST_DOOR)
+            return res
+
+        return jax.jit(forward)
     out_shapes = [jax.core.ShapedArray((7,), jnp.float64)]
 
     def value_and_grad(u6):
@@ -61,8 +75,9 @@ def _compiled(problem: Lorenz63Problem, iterations: int | None = None, step: flo
     return jax.jit(descent)
 
 
-def _compiled96(problem: Lorenz96Problem):
-    """A jitted function of the control u: res = (J, grad) from lorenz96_vg_tensor."""
+def _compiled96(problem: Lorenz96Problem, *, cost: bool = False):
+    """A jitted function of the control u: res = (J, grad) from lorenz96_vg_tensor, or with
+    ``cost`` res = (J,) from lorenz96_cost_tensor."""
     import jax
     import jax.numpy as jnp
     from enzyme_ad.jax import cpp_call
@@ -74,10 +89,11 @@ def _compiled96(problem: Lorenz96Problem):
     idx = np.asarray(problem.obs_indices, dtype=np.int32)
     obs = np.asarray(problem.obs_values, dtype=np.float64)
     xb = np.zeros(n) if problem.background is None else np.asarray(problem.background, dtype=np.float64)
-    out_shapes = [jax.core.ShapedArray((nc + 1,), jnp.float64), jax.core.ShapedArray((8 * n,), jnp.float64)]
+    nres, nwork, door = (1, 4 * n, COST_DOOR96) if cost else (nc + 1, 8 * n, FRONT_DOOR96)
+    out_shapes = [jax.core.ShapedArray((nres,), jnp.float64), jax.core.ShapedArray((nwork,), jnp.float64)]
 
     def value_and_grad(u):
-        res, _work = cpp_call(u, reals, steps, idx, obs, xb, out_shapes=out_shapes, source=source, fn=FRONT_DOOR96)
+        res, _work = cpp_call(u, reals, steps, idx, obs, xb, out_shapes=out_shapes, source=source, fn=door)
         return res
 
     return jax.jit(value_and_grad)
@@ -150,6 +166,36 @@ class EnzymeJITBackend(Backend):
             return float(res[0]), res[1:].copy()
 
         return Prepared(vg, problem, device=device, dtype=dtype, compile_s=compile_s, info={"jax": jax.__version__})
+
+    def _prepare_cost(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
+        import jax
+
+        with jax.enable_x64(True):
+            fn = _compiled(problem, cost=True)
+            fn(self._full(problem, problem.u0))  # compile here, not in the timed call
+        check, full = problem.check_control, self._full
+
+        def J(u: np.ndarray) -> float:
+            u = full(problem, check(u))
+            with jax.enable_x64(True):
+                return float(np.asarray(fn(u))[0])
+
+        return J
+
+    def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
+        import jax
+
+        with jax.enable_x64(True):
+            fn = _compiled96(problem, cost=True)
+            fn(problem.u0)
+        check = problem.check_control
+
+        def J(u: np.ndarray) -> float:
+            u = check(u)
+            with jax.enable_x64(True):
+                return float(np.asarray(fn(u))[0])
+
+        return J
 
     def _prepare_descent(
         self, problem: Lorenz63Problem, *, iterations: int, step: float, device: str, dtype: str
