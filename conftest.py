@@ -26,8 +26,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ab-problem", action="append", default=[], metavar="SPEC",
                 help="problem of the gradient group (repeatable): paper, lorenz96[:n=N,nsteps=K,seed=S,obs_every=K], "
                      "or a problem file (default: paper and lorenz96:n=40,nsteps=40; Tbl. 3 needs paper)")
+    g.addoption("--ab-scale", action="store_true", default=False,
+                help="run the scaling study (group scale) alone; without it the scale group is left out")
     g.addoption("--ab-quick", action="store_true", default=False,
                 help="short run (CI, smoke checks): fewer rounds, long workloads truncated and scaled")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """CPU, cores/threads, GPU, library versions, compiler, and how this run measured.
+
+    Here, not in bench/conftest.py: pytest-benchmark asks for the machine info when the
+    session starts, before bench/conftest.py is loaded when the suite is reached through
+    ``pytest --benchmark-only`` from the root, and ``--benchmark-compare`` then warned that
+    every stored run's machine info differed from the current one.
+    """
+    from adjointbench import report
+    from adjointbench.report.constants import BENCH_DEFAULT_PROBLEMS
+
+    ctx = dict(report.machine_context_cached())
+    quick = config.getoption("ab_quick")
+    ctx["run"] = {
+        "mode": "quick" if quick else "full",
+        "statistic": "min",
+        "backends": config.getoption("ab_backend") or "all available",
+        "devices": config.getoption("ab_device") or "all visible",
+        "dtypes": config.getoption("ab_dtype") or ("float64" if quick else "all supported"),
+        "problems": config.getoption("ab_problem") or list(BENCH_DEFAULT_PROBLEMS),
+        "scale": bool(config.getoption("ab_scale")),
+        "compile": "cold start: prepare() + first call in a fresh process per round, library import "
+                   "excluded, JIT caches pointed at empty folders",
+    }
+    machine_info["adjointbench"] = ctx
 
 
 def _benchmarking(config: pytest.Config) -> bool:

@@ -39,17 +39,21 @@ class Policy:
     compile_rounds: int
     truncated_rounds: int = 1
     max_rounds: int = 2000
+    #: the scale group: seconds of timed rounds per case, and the fewest rounds
+    scale_s: float = 1.0
+    scale_min_rounds: int = 5
     #: a round of a fast call repeats it until the round lasts this long (timer resolution)
     min_round_s: float = 2e-4
 
 
 QUICK = Policy(gradient_s=0.25, gradient_min_rounds=3, tbl3_s=0.5, tbl3_min_rounds=3, workload_cap_s=1.5,
-               workload_cap_other_dtype_s=1.5, compile_rounds=1, truncated_rounds=3, max_rounds=400)
+               workload_cap_other_dtype_s=1.5, compile_rounds=1, truncated_rounds=3, max_rounds=400,
+               scale_s=0.2, scale_min_rounds=3)
 #: full: JAX without JIT takes 2.5-6 s per call here (quiet vs. shared machine), so its whole
 #: workload alone would take 4-10 minutes; capping it at 2 minutes (scaled, and said so) keeps
 #: the full run within 15 minutes.  A cold start over SLOW_PREPARE_S in-process gets one round.
 FULL = Policy(gradient_s=1.5, gradient_min_rounds=5, tbl3_s=3.0, tbl3_min_rounds=3, workload_cap_s=120.0,
-              workload_cap_other_dtype_s=30.0, compile_rounds=3)
+              workload_cap_other_dtype_s=30.0, compile_rounds=3, scale_s=1.0, scale_min_rounds=5)
 SLOW_PREPARE_S = 10.0
 
 
@@ -69,8 +73,7 @@ class Case:
 
 # ---- problems: the paper's (Tbl. 3), Lorenz-96, or the user's -------------------------------
 
-#: the problems the ``gradient`` group times by default: Tbl. 3's, and Lorenz-96 at N = 40
-DEFAULT_PROBLEMS = ("paper", "lorenz96:n=40,nsteps=40")
+from adjointbench.report.constants import BENCH_DEFAULT_PROBLEMS as DEFAULT_PROBLEMS  # noqa: E402 - beside its use
 _PROBLEMS: dict[str, Problem] = {}
 
 
@@ -291,16 +294,21 @@ def rounds_for(est_s: float, target_s: float, min_rounds: int, pol: Policy) -> t
 
 
 def record(benchmark, g: Gated, group: str, driver: str, **extra: Any) -> None:
-    case = g.case
+    record_case(benchmark, g.case, g.backend.kind, g.info, g.error, group, driver, **extra)
+
+
+def record_case(benchmark, case: Case, kind: str, info: dict[str, Any], error: float, group: str, driver: str,
+                **extra: Any) -> None:
+    """The context every adjointbench benchmark carries in extra_info (report/store.py reads it)."""
     hw = report.machine_context_cached()
     device_label = hw["cpu_label"]
     if case.device != "cpu":  # an accelerator: the name the backend reports, else nvidia-smi's
-        named = [g.info.get(f"info_{k}") for k in ("device_name", "device_kind", "gpu_name")]
+        named = [info.get(f"info_{k}") for k in ("device_name", "device_kind", "gpu_name")]
         device_label = next((str(n) for n in named if n), hw["gpu"] if hw["gpu"] != "none" else case.device)
     benchmark.extra_info.update({
-        "group": group, "backend": case.backend, "kind": g.backend.kind, "device": case.device,
-        "dtype": case.dtype, "driver": driver, "hardware": device_label, "gate_error": g.error,
-        "gate_tolerance": GATE_TOLERANCE.get(case.dtype, 1e-3), "statistic": "min", **g.info, **extra,
+        "group": group, "backend": case.backend, "kind": kind, "device": case.device,
+        "dtype": case.dtype, "driver": driver, "hardware": device_label, "gate_error": error,
+        "gate_tolerance": GATE_TOLERANCE.get(case.dtype, 1e-3), "statistic": "min", **info, **extra,
     })
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The accelerator rows of Tbl. 3 (issue 5): JAX and PyTorch on the GPU.
+# The accelerator rows of Tbl. 3: JAX and PyTorch on the GPU.
 #
 #   bench/gpu.sh STAGE OUTDIR
 #

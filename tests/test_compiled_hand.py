@@ -1,4 +1,4 @@
-"""What is specific to the compiled hand adjoints (issue 3): backends ``numba`` and ``cython``,
+"""What is specific to the compiled hand adjoints: backends ``numba`` and ``cython``,
 their fused Tbl. 3 drivers, their input fast paths, and the plain C reference.
 
 The generic contract (complex step on random problems, sizes, fused driver on control
@@ -183,7 +183,12 @@ def test_numba_never_compiles_at_call_time(rng):
     for u in (p.u0, p.u0.tolist(), p.u0.astype(np.float32), np.repeat(p.u0, 2)[::2]):
         vg(u)
     b.prepare_descent(p, iterations=2)(p.u0.tolist())
+    cost = b.prepare_cost(p)
+    cost_entries = numba_hand._group("l63_cost")[0]
+    for u in (p.u0, p.u0.tolist(), p.u0.astype(np.float32), np.repeat(p.u0, 2)[::2]):
+        cost(u)
     assert {k: len(d.signatures) for k, d in entries.items()} == before == {k: 1 for k in entries}
+    assert {k: len(d.signatures) for k, d in cost_entries.items()} == {"cost": 1}
 
 
 def test_numba_reports_compile_time():
@@ -224,3 +229,85 @@ def test_c_reference_bad_arguments():
         c_reference.measure(repeats=0)
     with pytest.raises(ValueError):
         c_reference.measure(ab.Lorenz63Problem.paper(), u=np.zeros(4))
+
+
+# ---- forward-only cost (prepare_cost, the cheap-gradient ratio's denominator) -----------------
+
+
+def cost_or_skip(name, model="lorenz63"):
+    b = backend_or_skip(name)
+    if not b.has_cost(model):
+        pytest.skip(f"{name} has no forward-only cost for {model}")
+    return b
+
+
+@pytest.mark.parametrize("control", ["state", "state+params"])
+@pytest.mark.parametrize("name", COMPILED)
+def test_forward_cost_equals_gradient_J_and_python_cost(name, control, rng):
+    b = cost_or_skip(name)
+    problems = [ab.Lorenz63Problem.paper(control)] + [random_problem(rng, control) for _ in range(6)]
+    for p in problems:
+        cost, vg = b.prepare_cost(p), b.prepare(p)
+        for u in (p.u0, p.u0 * (1 + 0.01 * rng.standard_normal(p.n_control))):
+            J = cost(u)
+            assert isinstance(J, float)
+            if name in ("cython", "numba"):  # the gradient's forward step and summation order: the same bits
+                assert J == vg(u)[0], p.obs_steps.tolist()
+            else:
+                assert J == pytest.approx(vg(u)[0], rel=1e-14)
+            assert J == pytest.approx(float(p.cost(u)), rel=1e-13)
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_forward_cost_inputs(name, rng):
+    """Every input form the gradient accepts gives the same J; every bad one is a ValueError."""
+    b = cost_or_skip(name)
+    for control in ("state", "state+params"):
+        p = random_problem(rng, control)
+        cost = b.prepare_cost(p)
+        u = p.u0
+        J = cost(u)
+        for form in (u.tolist(), tuple(u), array.array("d", u), np.repeat(u, 2)[::2], u.astype(">f8"),
+                     np.asfortranarray(u)):
+            assert cost(form) == J, type(form)
+        n = p.n_control
+        bad = [np.zeros(n - 1), np.zeros(n + 1), np.zeros((n, 1)), np.zeros((1, n)), np.zeros(0), np.float64(1.0),
+               np.zeros(n, dtype=complex), np.zeros(n, dtype=bool), ["a"] * n, None, "abc", b"\0" * (8 * n),
+               np.full(n, np.nan), np.full(n, np.inf), np.r_[np.zeros(n - 1), -np.inf]]
+        for v in bad:
+            with pytest.raises(ValueError):
+                cost(v)
+        assert cost(u) == J  # still correct afterwards
+    with pytest.raises(ValueError, match="needs a problem"):
+        b.prepare_cost("paper")
+
+
+def test_native_cost_constructor_checks_sizes():
+    mod, reason = ab.native.load("_cython_hand")
+    if mod is None:
+        pytest.skip(reason)
+    p = ab.Lorenz63Problem.paper()
+    ok = dict(dt=0.01, steps=[60, 120, 180], obs=np.ones((3, 3)), params=[10.0, 28.0, 8 / 3], n_control=3,
+              check=p.check_control)
+    assert np.isfinite(mod.HandCost(**ok).cost(p.u0))
+    for change in [
+        dict(obs=np.ones((2, 3))), dict(obs=np.ones((3, 2))), dict(steps=[]), dict(steps=[60, 60, 180]),
+        dict(steps=[-1, 60, 180]), dict(steps=[60.5, 120, 180]), dict(obs=np.full((3, 3), np.nan)),
+        dict(params=[1.0, 2.0]), dict(n_control=4), dict(dt=np.inf), dict(check=None),
+    ]:
+        with pytest.raises(ValueError):
+            mod.HandCost(**{**ok, **change})
+    with pytest.raises(TypeError):  # no instance without its checked data
+        mod.HandCost.__new__(mod.HandCost)
+
+
+def test_cython_forward_cost_from_threads(rng):
+    """The cost runs without the GIL and shares nothing between calls."""
+    b = cost_or_skip("cython")
+    p = random_problem(rng, "state+params", max_steps=2000)
+    cost = b.prepare_cost(p)
+    us = [p.u0 * (1 + 0.01 * rng.standard_normal(p.n_control)) for _ in range(16)]
+    expected = [cost(u) for u in us]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: cost(us[i % 16]), range(200)))
+    assert got == [expected[i % 16] for i in range(200)]

@@ -1,4 +1,4 @@
-/* The yardstick of issue 3: a plain C hand adjoint of the Euler Lorenz (1963) model,
+/* The yardstick of the compiled backends: a plain C hand adjoint of the Euler Lorenz (1963) model,
  * compiled with gcc -O3 by adjointbench.c_reference and timed in C (no Python in the loop).
  *
  * Same conventions and the same arithmetic as adjointbench.hand_adjoint, so that a ratio to

@@ -1,6 +1,6 @@
 """The yardstick for compiled backends: a plain C hand adjoint compiled with ``gcc -O3``.
 
-Issue 3 sets its targets relative to this program ("within 2x of a plain C hand adjoint",
+The compiled backends are measured against this program ("within 2x of a plain C hand adjoint",
 "fused workload within 1.3x of that C loop"), so it is compiled and timed in the same process
 as the backend it is compared with: timings on a shared machine are only comparable as
 ratios taken side by side.  The C source (``kernels/c_reference/lorenz63_adjoint.c``) is

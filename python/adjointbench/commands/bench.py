@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", action="append", default=[], metavar="DEVICE", help="only this device, e.g. cpu, gpu (repeatable)")
     p.add_argument("--dtype", action="append", default=[], metavar="DTYPE", help="only this dtype (repeatable)")
     p.add_argument("--quick", action="store_true", help="short run (CI, smoke checks; < 3 min on a 2-core box)")
+    p.add_argument("--scale", action="store_true",
+                   help="the scaling study alone: time, memory, gradient/forward ratio vs N, window, ensemble size")
     p.add_argument("--problem", action="append", default=[], metavar="FILE",
                    help="time the gradient on this problem file, any model (repeatable; Tbl. 3 groups are then skipped)")
     p.add_argument("--model", choices=["lorenz63", "lorenz96"], default=None,
@@ -96,6 +98,8 @@ def pytest_command(root: Path, args: argparse.Namespace, json_path: Path) -> lis
         cmd += ["--ab-dtype", t]
     if args.quick:
         cmd.append("--ab-quick")
+    if args.scale:
+        cmd.append("--ab-scale")
     for spec in problem_specs(args):
         cmd += ["--ab-problem", spec]
     if args.keyword:
@@ -135,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     machine = report.machine_context_cached()["machine"]
     folder = Path(args.out) if args.out else root / ("results" if args.results else "runs") / machine
     folder.mkdir(parents=True, exist_ok=True)
-    mode = "quick" if args.quick else "full"
+    mode = ("scale-" if args.scale else "") + ("quick" if args.quick else "full")
     stem = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}_{mode}_{commit_id(root)}"
     fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".json", dir=folder)
     os.close(fd)
@@ -159,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
             tmp.unlink()
     print(f"\nresults: {path}  ({mode} run, {time.perf_counter() - t0:.0f} s)\n")
     results = report.load_results([path])
-    if (results["problem"] == "paper").any():
+    if args.scale:
+        print(report.format_table(report.scale_table(results), args.format, report.scale_display_frame))
+    elif (results["problem"] == "paper").any():
         print(report.format_table(report.tbl3(results, paper=False), args.format))
     others = report.gradient_table(results, problems=sorted(set(results["problem"]) - {"paper"}))
     if not others.empty:

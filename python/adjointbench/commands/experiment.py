@@ -1,7 +1,9 @@
 """``adjointbench experiment NAME``: reproduce one of the paper's tables or figures.
 
-Writes results/experiments/NAME.{json,md,png} (or under --outdir) and prints the table with
-the paper's values beside ours; ``--json`` prints the experiment's JSON instead.
+Writes runs/experiments/NAME.{json,md,png} (``--outdir DIR``: DIR; ``--outdir results/experiments``
+regenerates the committed ones), reduced runs (``--quick``) in a ``quick/`` subfolder so they
+never replace a full run, and prints the table with the paper's values beside ours; ``--json``
+prints the experiment's JSON instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ..cli import require
 from ..experiments import DEFAULT_OUTDIR, NAMES
 
 NAME = "experiment"
-HELP = "reproduce the paper's Tbl. 2, Fig. 5, Tbl. 4, Fig. 6, Figs. 1-3 (writes results/experiments/)"
+HELP = "reproduce the paper's Tbl. 2, Fig. 5, Tbl. 4, Fig. 6, Figs. 1-3 (writes runs/experiments/)"
 ORDER = 60
 
 
@@ -28,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="reduced version (fewer rows, sweep points, members)")
     p.add_argument("--json", action="store_true", help="print the experiment's JSON on stdout")
     p.add_argument("--outdir", default=str(DEFAULT_OUTDIR), metavar="DIR",
-                   help=f"where to write NAME.json/.md/.png (default {DEFAULT_OUTDIR})")
+                   help=f"where to write NAME.json/.md/.png (default {DEFAULT_OUTDIR}; --quick: DIR/quick/)")
 
 
 def run(args: argparse.Namespace) -> int:

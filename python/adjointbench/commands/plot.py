@@ -1,4 +1,5 @@
-"""``adjointbench plot``: the Tbl. 3 table as figures (PNG) in results/figures/.
+"""``adjointbench plot``: the Tbl. 3 table as figures (PNG) in runs/figures/ (``--out DIR``;
+``--out results/figures`` regenerates the committed ones).
 
 ``tbl3.png``: time of the 101-evaluation workload per backend x hardware, log scale, the
 paper's published rows hatched beside ours.  ``call_vs_compile.png``: per-call time against
@@ -15,13 +16,14 @@ from ..cli import require
 from ..report.constants import STATS, TBL3_ITERATIONS
 
 NAME = "plot"
-HELP = "draw the Tbl. 3 table (log-scale bars) and per-call vs compile time as PNGs in results/figures/"
+HELP = "draw the Tbl. 3 table (log-scale bars) and per-call vs compile time as PNGs in runs/figures/"
 ORDER = 62
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="result files/folders (default: results/ of the checkout)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: results/figures/ of the checkout)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: runs/figures/ of the checkout; "
+                                                "results/figures regenerates the committed figures)")
     p.add_argument("--stat", choices=STATS, default="min")
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
     p.add_argument("--all-runs", action="store_true", help="every run found (default: per machine and backend x device x dtype, the newest full run, else the newest run)")
@@ -66,25 +68,43 @@ def tbl3_figure(df, path: Path) -> Path:
 
 
 def call_compile_figure(df, path: Path) -> Path:
+    """Per-call time vs cold-start compile: colour = backend, marker = machine and device,
+    hollow = float32; two legends instead of labels on the points (which collide)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     d = df[(df["source"] == "measured") & df["call_us"].notna() & df["compile_s"].notna()]
-    fig, ax = plt.subplots(figsize=(7, 5))
+    backends = list(dict.fromkeys(d["backend"]))
+    d = d.assign(device=d["device"].replace({"cuda": "gpu"}))  # runs before one device vocabulary said cuda
+    places = list(dict.fromkeys(f"{h} [{dev}]" for h, dev in zip(d["hardware"], d["device"])))
+    colors = plt.get_cmap("tab10" if len(backends) <= 10 else "tab20")
+    markers = "osD^vP*X<>"
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
     for r in d.itertuples():
-        ax.scatter(r.call_us * 1e-6, r.compile_s, s=25)
-        ax.annotate(f"{r.backend} [{r.device}, {r.dtype}]", (r.call_us * 1e-6, r.compile_s), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+        c = colors(backends.index(r.backend) % colors.N)
+        m = markers[places.index(f"{r.hardware} [{r.device}]") % len(markers)]
+        hollow = r.dtype == "float32"
+        ax.scatter(r.call_us * 1e-6, r.compile_s, s=40, marker=m, facecolors="none" if hollow else c,
+                   edgecolors=c, linewidths=1.2)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("one value-and-gradient call, s")
+    ax.set_xlabel("one value-and-gradient call at the paper problem, s")
     ax.set_ylabel("cold start: prepare() + first call, s")
-    ax.set_title("per-call time vs compile time", fontsize=9)
+    ax.set_title("per-call time vs compile time (filled: float64, hollow: float32)", fontsize=9)
     ax.grid(which="both", alpha=0.3)
+    by_backend = [Line2D([], [], ls="", marker="o", color=colors(i % colors.N), label=b) for i, b in enumerate(backends)]
+    by_place = [Line2D([], [], ls="", marker=markers[i % len(markers)], color="0.3", label=p)
+                for i, p in enumerate(places)]
+    first = ax.legend(handles=by_backend, title="backend", fontsize=7, title_fontsize=8, loc="upper left",
+                      bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.add_artist(first)
+    ax.legend(handles=by_place, title="machine [device]", fontsize=7, title_fontsize=8, loc="lower left",
+              bbox_to_anchor=(1.01, 0.0), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -99,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         root = checkout_root()
         paths = paths or [str(p) for p in sorted((root / "results").iterdir())
                           if p.is_dir() and p.name not in ("figures", "baseline")]
-    out = Path(args.out) if args.out else root / "results" / "figures"
+    out = Path(args.out) if args.out else root / "runs" / "figures"
     out.mkdir(parents=True, exist_ok=True)
     df = report.load(paths, stat=args.stat, paper=not args.no_paper, latest=not args.all_runs)
     for f in (tbl3_figure(df, out / "tbl3.png"), call_compile_figure(df, out / "call_vs_compile.png")):

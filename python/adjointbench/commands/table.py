@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
     p.add_argument("--all-runs", action="store_true",
                    help="every run found (default: per machine and backend x device x dtype, the newest full run, else the newest run)")
+    p.add_argument("--scale", action="store_true",
+                   help="the scaling study (bench --scale): time, x C, gradient/forward ratio, peak memory, compile")
     p.add_argument("--gradient", action="store_true",
                    help="the gradient group per problem (Lorenz-96, your own problems) instead of Tbl. 3")
     p.add_argument("--out", metavar="FILE", help="write the table to FILE instead of stdout")
@@ -28,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
     require(NAME, "bench", "pandas")
     from .. import report
 
-    if args.gradient:
+    if args.scale:
+        results = report.load_results(args.paths, latest=not args.all_runs)
+        text = report.format_table(report.scale_table(results, stat=args.stat), args.format, report.scale_display_frame)
+    elif args.gradient:
         results = report.load_results(args.paths, latest=not args.all_runs)
         text = report.format_table(report.gradient_table(results, stat=args.stat), args.format,
                                    report.gradient_display_frame)

@@ -23,7 +23,9 @@ NAMES = ("table2", "fig5", "table4", "fig6", "fig1", "fig2", "fig3")
 #: module that implements each experiment (Fig. 6 lives with Tbl. 4: same model)
 MODULES = {"table2": "table2", "fig5": "fig5", "table4": "table4", "fig6": "table4",
            "fig1": "fig1", "fig2": "fig2", "fig3": "fig3"}
-DEFAULT_OUTDIR = Path("results") / "experiments"
+#: the user's own folder (git-ignored in a checkout); results/experiments/ holds the committed
+#: full runs and is written only when asked for (``--outdir results/experiments``)
+DEFAULT_OUTDIR = Path("runs") / "experiments"
 
 
 @dataclass
@@ -47,9 +49,10 @@ def module(name: str):
 
 def run(name: str, *, backends: list[str] | None = None, quick: bool = False,
         outdir: Path = DEFAULT_OUTDIR, progress: bool = True) -> Outcome:
-    """Run experiment ``name`` and write its files under ``outdir``."""
+    """Run experiment ``name`` and write its files under ``outdir`` (``outdir/quick/`` when
+    ``quick``: a reduced run never replaces a full one)."""
     mod = module(name)
-    outdir = Path(outdir)
+    outdir = Path(outdir) / "quick" if quick else Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     return mod.run(name=name, backends=backends, quick=quick, outdir=outdir, progress=progress)
 

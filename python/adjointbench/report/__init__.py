@@ -7,6 +7,7 @@ One module per job:
 * ``store``     — reading runs (pytest-benchmark JSON) into one long-form row per benchmark;
 * ``table``     — the paper's Tbl. 3 shape from those rows, the paper's published rows beside ours;
 * ``render``    — the Tbl. 3 frame as md, csv, latex or html;
+* ``scale``     — the scaling study's table (time, x C, gradient/forward, memory vs N, window, B);
 * ``regression``— time ratios to a reference backend against a baseline.
 
 ``load(paths)`` returns the Tbl. 3 table (gradient method x hardware -> time for the workload
@@ -33,6 +34,7 @@ _LAZY = {
     **dict.fromkeys(("PAPER_TBL3", "TABLE_COLUMNS", "tbl3", "paper_rows", "load", "GRADIENT_COLUMNS",
                      "gradient_table"), "table"),
     **dict.fromkeys(("fmt_time", "display_frame", "gradient_display_frame", "format_table"), "render"),
+    **dict.fromkeys(("SCALE_COLUMNS", "scale_table", "scale_display_frame", "fmt_bytes"), "scale"),
     **dict.fromkeys(("REGRESS_KEYS", "JITTER_ROOM_MAX", "ratios", "regress"), "regression"),
 }
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from ..backends.base import TBL3_ITERATIONS
 
 #: benchmark groups of bench/ (``extra_info["group"]``)
-GROUPS = ("gradient", "tbl3", "compile")
+GROUPS = ("gradient", "tbl3", "compile", "scale")
+#: the problems bench/'s gradient group times unless --ab-problem says otherwise: the paper's
+#: Lorenz-63 (Tbl. 3's per-call column) and the standard Lorenz-96 at N = 40
+BENCH_DEFAULT_PROBLEMS = ("paper", "lorenz96:n=40,nsteps=40")
 #: statistics over rounds a table can show
 STATS = ("min", "median", "mean")
 #: output formats of ``format_table``
@@ -14,4 +17,4 @@ FORMATS = ("md", "csv", "latex", "html")
 #: minimum worth the name on a shared machine: ``regress`` gives them ``few_rounds_threshold``
 FEW_ROUNDS = 5
 
-__all__ = ["FEW_ROUNDS", "FORMATS", "GROUPS", "STATS", "TBL3_ITERATIONS"]
+__all__ = ["BENCH_DEFAULT_PROBLEMS", "FEW_ROUNDS", "FORMATS", "GROUPS", "STATS", "TBL3_ITERATIONS"]

@@ -1,4 +1,4 @@
-"""The machine a run comes from: CPU, threads, GPU, compiler, library versions (issue 6, item 3).
+"""The machine a run comes from: CPU, threads, GPU, compiler, library versions.
 
 Needs only the standard library, so bench/ records it and ``adjointbench bench`` names its
 result folder without pandas.
@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-#: distributions whose versions are recorded with every run (issue 6, item 3)
+#: distributions whose versions are recorded with every run
 VERSIONED = (
     "numpy", "scipy", "numba", "llvmlite", "Cython", "jax", "jaxlib", "enzyme-ad", "torch",
     "pytest-benchmark", "pandas",
@@ -113,7 +113,7 @@ def host_id() -> str:
 
 
 def machine_context() -> dict[str, Any]:
-    """What a result must carry to be compared across machines (issue 6, item 3)."""
+    """What a result must carry to be compared across machines."""
     cpu = _cpu_model()
     try:
         usable = len(os.sched_getaffinity(0))

@@ -14,7 +14,7 @@ from .constants import FEW_ROUNDS
 REGRESS_KEYS = ["group", "problem", "backend", "driver", "device", "dtype"]
 
 
-def ratios(results: pd.DataFrame, reference: str, groups: Sequence[str] = ("gradient", "tbl3")) -> pd.DataFrame:
+def ratios(results: pd.DataFrame, reference: str, groups: Sequence[str] = ("gradient", "tbl3", "scale")) -> pd.DataFrame:
     """Each benchmark's min time (per workload iteration) over the reference backend's, same run.
 
     The reference time is the probe taken right beside each benchmark when the run has one for
@@ -62,7 +62,7 @@ JITTER_ROOM_MAX = 1.0
 
 def regress(baseline: pd.DataFrame, current: pd.DataFrame, *, reference: str = "numpy",
             threshold: float = 0.25, jitter_weight: float = 1.0, few_rounds_threshold: float = 3.0,
-            groups: Sequence[str] = ("gradient", "tbl3")) -> pd.DataFrame:
+            groups: Sequence[str] = ("gradient", "tbl3", "scale")) -> pd.DataFrame:
     """Compare current ratios with baseline ratios; verdict per benchmark.
 
     A row regresses when current/baseline - 1 exceeds ``threshold`` plus ``jitter_weight``

@@ -55,6 +55,11 @@ def is_yardstick(extra: dict[str, Any]) -> bool:
     return "self_timed_s" in extra
 
 
+#: extra_info fields of the ``scale`` group kept as columns (NaN / "" for other groups)
+SCALE_FIELDS = ("axis", "n", "nsteps", "batch", "cost_s", "prepare_s", "first_call_s", "trajectory_bytes",
+                "peak_bytes", "device_peak_bytes", "batch_idiom")
+
+
 def run_records(path: Path, data: dict) -> list[dict[str, Any]]:
     """One record per benchmark of a pytest-benchmark JSON file (only adjointbench benchmarks)."""
     mi = data.get("machine_info") or {}
@@ -92,6 +97,9 @@ def run_records(path: Path, data: dict) -> list[dict[str, Any]]:
             "problem_label": extra.get("problem_label", "lorenz63 paper (Tbl. 3)"),
             "n_control": extra.get("n_control", 3),
         }
+        for k in SCALE_FIELDS:  # the scaling study's measurements (bench/test_scale.py)
+            v = extra.get(k)
+            rec[k] = v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else (math.nan if k not in ("axis", "batch_idiom") else "")
         for s in ("min", "max", "mean", "median", "stddev", "q1", "q3", "iqr"):
             v = stats.get(s)
             rec[s] = float(v) if isinstance(v, (int, float)) else math.nan

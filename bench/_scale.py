@@ -1,0 +1,208 @@
+"""The scaling study (group ``scale``): cases, problems, caps, and the memory worker.
+
+Cases (``ScaleCase``), three axes:
+- ``state``: Lorenz-96 at N = 40 ... 4·10^5 (4·10^6 in full runs), 40 RK4 steps;
+- ``window``: N = 4000 at 40, 400, 4000 steps over the same 2-unit window (``problem_of``);
+- ``ensemble``: ``prepare_batch`` with B = 1, 64, 4096 members of Lorenz-96 at N = 40, and B = 10^4
+  members of the Lorenz-63 paper problem.
+
+Each case is timed in the pytest process (same gate as every group: the gradient against
+complex step, directional at large N; batch rows against single calls), and its peak memory is
+measured in a separate worker process, one per backend x device x dtype (``_scale_worker.py``):
+before each case the worker collects garbage, hands freed heap back to the kernel
+(``malloc_trim``) and resets the kernel's high-water mark of its resident set
+(``/proc/self/clear_refs``), so the peak it reports is what one value-and-gradient call needed
+above what was resident before it (the problem, the prepared callable, compiled code).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from adjointbench.models import Lorenz96Problem, Problem
+from adjointbench.problem import Lorenz63Problem
+
+WORKER = Path(__file__).with_name("_scale_worker.py")
+
+
+@dataclass(frozen=True)
+class ScaleCase:
+    axis: str  # "state", "window" or "ensemble"
+    model: str
+    n: int  # variables per member (3 for Lorenz-63)
+    nsteps: int
+    batch: int = 0  # 0: a single vg call; B >= 1: prepare_batch with B members
+
+    @property
+    def key(self) -> str:
+        """The ``problem`` column of the results: unique per case."""
+        base = f"scale:{self.axis}:{self.model}:n={self.n},nsteps={self.nsteps}"
+        return base + (f",B={self.batch}" if self.batch else "")
+
+    @property
+    def id(self) -> str:
+        b = f"-B{self.batch}" if self.batch else ""
+        return f"{self.axis}-{self.model}-n{self.n}-k{self.nsteps}{b}"
+
+    @property
+    def work(self) -> float:
+        """Variables x steps x members: what the cost of one call grows with."""
+        return float(self.n * self.nsteps * max(1, self.batch))
+
+
+def scale_cases(quick: bool) -> list[ScaleCase]:
+    if quick:
+        state = [40, 4000, 40_000]
+        window = [40, 400]
+        ensemble = [1, 64]
+    else:
+        state = [40, 400, 4000, 40_000, 400_000, 4_000_000]
+        window = [40, 400, 4000]
+        ensemble = [1, 64, 4096]
+    cases = [ScaleCase("state", "lorenz96", n, 40) for n in state]
+    cases += [ScaleCase("window", "lorenz96", 4000, k) for k in window if k != 40]  # k = 40 is a state case
+    cases += [ScaleCase("ensemble", "lorenz96", 40, 40, b) for b in ensemble]
+    cases.append(ScaleCase("ensemble", "lorenz63", 3, 200, 10_000))
+    return cases
+
+
+#: the standard window, 40 steps of 0.05 = 2 time units (about 10 "days" at 5 days per unit)
+WINDOW_T = 40 * 0.05
+
+
+@lru_cache(maxsize=None)
+def problem_of(case: ScaleCase) -> Problem:
+    """The case's problem.  The window axis refines the same 2-unit window (dt = 2 / nsteps,
+    observations at the same times): a window of 4000 steps of 0.05 would be 200 time units,
+    over which the chaotic gradient grows like exp(1.7 T) and overflows float64, and no gate
+    could check it.  What grows along that axis is what the axis is about: the tape."""
+    if case.model == "lorenz63":
+        return Lorenz63Problem.paper(control="state")
+    if case.axis == "window":
+        # the spin-up covers the standard 25 time units at the finer step
+        return Lorenz96Problem.standard(n=case.n, nsteps=case.nsteps, dt=WINDOW_T / case.nsteps,
+                                        obs_every=max(1, case.nsteps // 10), spinup=500 * case.nsteps // 40)
+    return Lorenz96Problem.standard(n=case.n, nsteps=case.nsteps)
+
+
+@lru_cache(maxsize=None)
+def controls_of(case: ScaleCase) -> np.ndarray:
+    """B distinct controls around the first guess (seeded: every backend gets the same)."""
+    p = problem_of(case)
+    rng = np.random.default_rng(case.batch)
+    scale = 0.01 if case.model == "lorenz63" else 0.1
+    return p.u0 + scale * rng.standard_normal((case.batch, p.n_control))
+
+
+#: seconds one call may take before a case is skipped (with the estimate as the reason)
+CALL_CAP_S = {"quick": 2.0, "full": 30.0}
+#: backends whose calls cost seconds whatever N (eager JAX): the small cases only
+SMALL_ONLY = {"jax-nojit": 40 * 40 * 64}
+
+
+def available_memory_bytes() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 2**62
+
+
+class Estimates:
+    """Per backend x device x dtype: the last measured case, to predict the next one's cost."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple, tuple[ScaleCase, float, float]] = {}
+
+    def check(self, who: tuple, case: ScaleCase, mode: str) -> None:
+        small = SMALL_ONLY.get(who[0])
+        if small is not None and case.work > small:
+            pytest.skip(f"{who[0]}: seconds per call whatever the size; small cases only (work <= {small})")
+        prev = self.last.get(who)
+        if prev is None:
+            return
+        pcase, call_s, peak = prev
+        ratio = case.work / pcase.work
+        est = call_s * ratio
+        if est > CALL_CAP_S[mode]:
+            pytest.skip(f"estimated {est:.3g} s per call (from {pcase.id}: {call_s:.3g} s) > cap {CALL_CAP_S[mode]:g} s")
+        if math.isfinite(peak) and peak * ratio > 0.6 * available_memory_bytes():
+            pytest.skip(f"estimated peak memory {peak * ratio / 2**30:.3g} GiB > 60% of the available memory")
+
+    def update(self, who: tuple, case: ScaleCase, call_s: float, peak: float) -> None:
+        prev = self.last.get(who)
+        if prev is None or case.work >= prev[0].work:
+            self.last[who] = (case, call_s, peak)
+
+
+ESTIMATES = Estimates()
+
+
+class MemoryWorker:
+    """A process that prepares a backend on a case and reports one call's peak memory."""
+
+    _workers: dict[tuple, "MemoryWorker"] = {}
+
+    def __init__(self, backend: str, device: str, dtype: str) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="adjointbench-scale-")
+        self.err = open(os.path.join(self.tmp.name, "stderr"), "w+")
+        spec = {"backend": backend, "device": device, "dtype": dtype}
+        self.proc = subprocess.Popen([sys.executable, str(WORKER), json.dumps(spec)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.err, text=True, cwd=self.tmp.name)
+
+    @classmethod
+    def get(cls, backend: str, device: str, dtype: str) -> "MemoryWorker":
+        key = (backend, device, dtype)
+        w = cls._workers.get(key)
+        if w is None or w.proc.poll() is not None:
+            w = cls._workers[key] = cls(*key)
+        return w
+
+    def measure(self, case: ScaleCase) -> dict[str, Any]:
+        path = os.path.join(self.tmp.name, "case.pkl")
+        with open(path, "wb") as f:
+            pickle.dump({"problem": problem_of(case), "U": controls_of(case) if case.batch else None}, f)
+        self.proc.stdin.write(path + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line.strip():
+            self.proc.kill()
+            self.err.seek(0)
+            tail = " ".join(self.err.read().split()[-40:])
+            return {"error": f"memory worker died: {tail}"}
+        return json.loads(line)
+
+    def _stop(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - best effort
+            self.proc.kill()
+        self.err.close()
+        self.tmp.cleanup()
+
+    @classmethod
+    def close(cls, key: tuple) -> None:
+        w = cls._workers.pop(key, None)
+        if w is not None:
+            w._stop()
+
+    @classmethod
+    def close_all(cls) -> None:
+        for key in list(cls._workers):
+            cls.close(key)

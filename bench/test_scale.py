@@ -1,0 +1,163 @@
+"""Group ``scale``: time, memory and the gradient/forward ratio from 3 to 10^6+ variables.
+
+``adjointbench bench --scale`` (``pytest bench --benchmark-only --ab-scale``) runs this group
+alone; other runs leave it out.  Cases and the memory method: ``_scale.py``.  Per case and
+backend x device x dtype:
+
+- the gate: the gradient against complex step (directional beyond 65 controls), a batch's rows
+  (first, middle, last) against single calls; a wrong number is never timed;
+- ``vg`` (or ``vgb``) timed by pytest-benchmark (min over rounds), compile = ``prepare()`` in
+  this process plus the first call;
+- forward-only J (``prepare_cost``, no tape) timed beside it: ``cost_s``; for an ensemble, one
+  member's forward;
+- the peak memory of one call in the memory worker.
+
+The plain-C Lorenz-96 yardstick (``adjointbench.c_reference.measure96``) runs at every
+single-member Lorenz-96 case: the floor of the compiled rows.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from _bench import GATE_TOLERANCE, Case, estimate, record_case, rounds_for, _jsonable
+from _scale import ESTIMATES, MemoryWorker, ScaleCase, controls_of, problem_of
+from adjointbench import verify
+from adjointbench.backends import backend
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_workers():
+    yield
+    MemoryWorker.close_all()
+
+
+def _mode(request) -> str:
+    return "quick" if request.config.getoption("ab_quick") else "full"
+
+
+def _trajectory_bytes(problem, batch: int) -> int:
+    """What a hand adjoint must store: the states x_0..x_last of every member."""
+    n = getattr(problem, "n", 3)
+    return 8 * n * (problem.last_obs_step + 1) * max(1, batch)
+
+
+def _gate_batch(name, fn, vg, problem, U, tol) -> float:
+    J, G = fn(U)
+    J, G = np.asarray(J), np.asarray(G)
+    if J.shape != (U.shape[0],) or G.shape != U.shape:
+        pytest.fail(f"{name}: batch returned shapes {J.shape}, {G.shape} for U of shape {U.shape}", pytrace=False)
+    worst = verify.check_vg(name, vg, problem, U[0], tolerance=tol)
+    err = max(worst.grad_error, worst.J_error)
+    for b in sorted({0, U.shape[0] // 2, U.shape[0] - 1}):
+        Jb, gb = vg(U[b])
+        err = max(err, verify.relative_error(G[b], gb), abs(J[b] - Jb) / max(abs(Jb), 1e-300))
+    return err
+
+
+@pytest.mark.scale
+@pytest.mark.benchmark(group="scale")
+def test_scale(benchmark, case: Case, scase: ScaleCase, pol, request):
+    b = backend(case.backend)
+    ok, why = b.supports(scase.model)
+    if not ok:
+        pytest.skip(why)
+    mode = _mode(request)
+    who = (case.backend, case.device, case.dtype)
+    ESTIMATES.check(who, scase, mode)
+    problem = problem_of(scase)
+    tol = GATE_TOLERANCE.get(case.dtype, 1e-3)
+    opts = {"device": case.device, "dtype": case.dtype}
+    t0 = time.perf_counter()
+    try:
+        if scase.batch:
+            fn = b.prepare_batch(problem, **opts)
+            arg = controls_of(scase)
+        else:
+            fn = b.prepare(problem, **opts)
+            arg = problem.u0
+        prepare_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        fn(arg)  # the first call: a backend that compiles lazily compiles here
+        first_call_s = time.perf_counter() - t1
+        single = b.prepare(problem, **opts) if scase.batch else fn
+        if scase.batch:
+            err = _gate_batch(case.backend, fn, single, problem, arg, tol)
+        else:
+            res = verify.check_vg(case.backend, fn, problem, tolerance=tol)
+            err = max(res.grad_error, res.J_error)
+    except ValueError as e:
+        pytest.fail(f"{case.id} {scase.id}: {' '.join(str(e).split())}", pytrace=False)
+    if not err <= tol:
+        pytest.fail(f"{case.id} {scase.id}: gradient differs from the reference ({err:.3g} > {tol:g}); not timed",
+                    pytrace=False)
+    call_s = estimate(lambda: fn(arg), budget_s=0.5, max_n=5)
+
+    cost_s = float("nan")
+    if b.has_cost(scase.model):
+        cost = b.prepare_cost(problem, **opts)
+        member = arg[0] if scase.batch else arg
+        J_cost, (J_vg, _) = cost(member), single(member)
+        if not abs(J_cost - J_vg) <= tol * abs(J_vg):
+            pytest.fail(f"{case.id} {scase.id}: forward-only J {J_cost!r} differs from the gradient call's {J_vg!r}",
+                        pytrace=False)
+        cost_s = estimate(lambda: cost(member), budget_s=0.3, max_n=10)
+
+    mem = MemoryWorker.get(*who).measure(scase)
+    if "error" in mem:
+        pytest.fail(f"{case.id} {scase.id}: {mem['error']}", pytrace=False)
+    if case.device != "cpu":
+        MemoryWorker.close(who)  # an accelerator's peak counter does not reset: a fresh worker per case
+
+    rounds, per_round = rounds_for(call_s, pol.scale_s, pol.scale_min_rounds, pol)
+    if call_s > 2.0:
+        rounds = min(rounds, 3)
+    info = {
+        "problem": scase.key, "model": scase.model, "problem_label": scase.id, "n_control": problem.n_control,
+        "axis": scase.axis, "n": scase.n, "nsteps": scase.nsteps, "batch": scase.batch,
+        "cost_s": cost_s, "prepare_s": prepare_s, "first_call_s": first_call_s,
+        "trajectory_bytes": _trajectory_bytes(problem, scase.batch),
+        **{k: mem.get(k) for k in ("peak_bytes", "rss_before", "peak_rss", "device_peak_bytes") if k in mem},
+        **{f"info_{k}": _jsonable(v) for k, v in fn.info.items()},
+        "batch_idiom": getattr(fn, "idiom", None), "backend_compile_s": fn.compile_s,
+    }
+    record_case(benchmark, case, b.kind, info, err, "scale", "batch" if scase.batch else "python", iterations=1)
+    benchmark.pedantic(fn, args=(arg,), rounds=rounds, iterations=per_round, warmup_rounds=0)
+    ESTIMATES.update(who, scase, call_s, float(mem.get("peak_bytes") or float("nan")))
+
+
+@pytest.mark.scale
+@pytest.mark.benchmark(group="scale")
+def test_scale_yardstick(benchmark, scase: ScaleCase, request):
+    """The plain-C hand adjoint (gcc -O3), timed by itself, at the single-member Lorenz-96 cases."""
+    if scase.model != "lorenz96" or scase.batch:
+        pytest.skip("the C yardstick runs single Lorenz-96 problems")
+    if request.config.getoption("ab_backend") or not {"cpu"} >= set(request.config.getoption("ab_device")) \
+            or not {"float64"} >= set(request.config.getoption("ab_dtype")):
+        pytest.skip("the C yardstick (cpu, float64) runs only without a --ab-backend selection")
+    c_reference = pytest.importorskip("adjointbench.c_reference")
+    ok, reason = c_reference.available()
+    if not ok:
+        pytest.skip(f"C yardstick unavailable: {reason}")
+    problem = problem_of(scase)
+    who = ("C gcc -O3", "cpu", "float64")
+    ESTIMATES.check(who, scase, _mode(request))
+    c_reference.build(source=c_reference.SOURCE_NAME96)
+    base = c_reference.measure96(problem_of(ScaleCase("state", "lorenz96", 4, 1)), repeats=1, batch=1)["peak_rss_bytes"]
+    quick = request.config.getoption("ab_quick")
+    m = benchmark.pedantic(c_reference.measure96, args=(problem,), kwargs={"repeats": 3 if quick else 10, "batch": 1},
+                           rounds=1)
+    res = verify.check_vg("C gcc -O3", lambda _u: (m["J"], m["grad"]), problem)
+    if not res.passed:
+        pytest.fail(f"C yardstick differs from complex step ({res.grad_error:.3g})", pytrace=False)
+    case = Case("C gcc -O3", "cpu", "float64")
+    record_case(benchmark, case, "yardstick (plain C, timed in C)", {
+        "problem": scase.key, "model": scase.model, "problem_label": scase.id, "n_control": problem.n_control,
+        "axis": scase.axis, "n": scase.n, "nsteps": scase.nsteps, "batch": 0, "cost_s": m["cost_s"],
+        "trajectory_bytes": _trajectory_bytes(problem, 0), "peak_bytes": max(0, m["peak_rss_bytes"] - base),
+        "yardstick": True, "self_timed_s": m["call_s"], "compiler": m.get("compiler", ""), "flags": m.get("flags", ""),
+    }, max(res.grad_error, res.J_error), "scale", "fused", iterations=1)
+    ESTIMATES.update(who, scase, m["call_s"], float(m["peak_rss_bytes"] - base))
