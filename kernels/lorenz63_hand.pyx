@@ -14,6 +14,8 @@ problem (in the backend's ``prepare``); the loops run without the GIL and withou
 objects (a call that finds the work arrays in use by another thread gets its own).  The
 trajectory is stored flat, w[3n:3n+3] = w_n, in a 1-D typed memoryview: with a 2-D one the
 compiler reloaded the row stride after every store, and the whole gradient took ~1.5x longer.
+``HandCost`` is the forward sweep alone (List 1 on three doubles, nothing stored), by the same
+step function and with J summed in the same order, so its J is the gradient's to the last bit.
 ``HandAdjointBatch`` runs the rows of a batch of controls on OpenMP threads (``prange``), each
 thread with its own work arrays, allocated once.  Sizes are checked at the Python boundary, before any loop runs: a control vector
 or observation array of the wrong size is a ValueError, never an out-of-bounds access.
@@ -51,18 +53,50 @@ def max_threads():
     return omp_get_max_threads()
 
 
+cdef inline void advance(const double* s, double* out, double sigma, double r, double beta,
+                         double dt) noexcept nogil:
+    """One step of List 1, out[0:3] = w_{n+1} from s[0:3] = w_n; out may be s (read first)."""
+    cdef double x = s[0], y = s[1], z = s[2]
+    out[0] = x + dt * sigma * (-x + y)
+    out[1] = y + dt * (-x * z + r * x - y)
+    out[2] = z + dt * (x * y - beta * z)
+
+
 cdef void forward(double[::1] w, double sigma, double r, double beta, double dt,
                   Py_ssize_t nlast) noexcept nogil:
     """List 1 in place on the trajectory stored flat, w[3n:3n+3] = w_n (model.forward)."""
     cdef Py_ssize_t n
-    cdef double x, y, z
+    cdef double* s = &w[0]
     for n in range(nlast):
-        x = w[3 * n]
-        y = w[3 * n + 1]
-        z = w[3 * n + 2]
-        w[3 * n + 3] = x + dt * sigma * (-x + y)
-        w[3 * n + 4] = y + dt * (-x * z + r * x - y)
-        w[3 * n + 5] = z + dt * (x * y - beta * z)
+        advance(s + 3 * n, s + 3 * n + 3, sigma, r, beta, dt)
+
+
+cdef double forward_cost(const long long[::1] steps, const double[:, ::1] obs, double x0, double y0,
+                         double z0, double sigma, double r, double beta, double dt) noexcept nogil:
+    """J alone (model.cost): List 1 on the current state only, nothing stored.
+
+    The same ``advance`` as the gradient's forward sweep and J summed in the same order (over
+    k, then x, y, z), so it equals the J of ``value_and_grad`` to the last bit.
+    """
+    cdef Py_ssize_t nobs = steps.shape[0]
+    cdef Py_ssize_t nlast = steps[nobs - 1]
+    cdef Py_ssize_t n = 0, k = 0, i
+    cdef double s[3]
+    cdef double J = 0.0, e
+    s[0] = x0
+    s[1] = y0
+    s[2] = z0
+    while True:
+        if steps[k] == n:  # k < nobs: steps is strictly increasing and ends at nlast
+            for i in range(3):
+                e = s[i] - obs[k, i]
+                J += 0.5 * e * e
+            k += 1
+        if n == nlast:
+            break
+        advance(s, s, sigma, r, beta, dt)
+        n += 1
+    return J
 
 
 cdef double value_and_grad(double[::1] w, const long long[::1] steps, const double[:, ::1] obs,
@@ -134,27 +168,24 @@ cdef class Work:
         self.d = np.empty((nobs, 3))
 
 
-cdef class HandAdjoint:
-    """The hand adjoint for one problem, with its work arrays allocated once.
+cdef class Lorenz63Kernel:
+    """A problem's data, validated, and its control reader: the base of ``HandAdjoint`` and ``HandCost``.
 
-    HandAdjoint(dt, steps, obs, params, n_control, check): steps (K,) strictly increasing
+    Lorenz63Kernel(dt, steps, obs, params, n_control, check): steps (K,) strictly increasing
     integers >= 0, obs (K, 3), params (sigma, r, beta) used when n_control == 3, and
     ``check(u)`` the problem's validation (returns a float64 vector of length n_control or
     raises ValueError), called only for inputs the fast path does not accept.
     """
 
-    cdef Work work
     cdef const long long[::1] steps
     cdef const double[:, ::1] obs
     cdef double sigma, r, beta, dt
     cdef Py_ssize_t n
     cdef object check
     cdef object empty
-    # set, with the GIL held, while a call runs its loops on w and d without the GIL
-    cdef bint busy
 
     def __cinit__(self, dt, steps, obs, params, n_control, check):
-        # __cinit__, not __init__: no instance can exist with unset work arrays
+        # __cinit__, not __init__: no instance can exist unchecked (subclasses get the same arguments)
         steps_arr = np.asarray(steps)
         if steps_arr.ndim != 1 or steps_arr.shape[0] < 1 or steps_arr.dtype.kind not in "iu":
             raise ValueError(f"observation steps must be a non-empty 1-D integer array, got {steps_arr.dtype} {steps_arr.shape}")
@@ -176,13 +207,11 @@ cdef class HandAdjoint:
             raise ValueError("check must be callable")
         self.steps = steps_arr
         self.obs = obs_arr
-        self.work = Work(steps_arr[steps_arr.shape[0] - 1] + 1, steps_arr.shape[0])
         self.sigma, self.r, self.beta = p
         self.dt = dt
         self.n = n_control
         self.check = check
         self.empty = np.empty
-        self.busy = False
 
     cdef int read_control(self, object u, double* c) except -1:
         """c[0:6] = the full control (the fixed parameters appended for control 'state')."""
@@ -198,6 +227,40 @@ cdef class HandAdjoint:
             c[4] = self.r
             c[5] = self.beta
         return 0
+
+
+cdef class HandCost(Lorenz63Kernel):
+    """Forward-only J for one problem (the denominator of the cheap-gradient ratio).
+
+    HandCost(dt, steps, obs, params, n_control, check), the arguments of ``HandAdjoint``.  The
+    state lives in three doubles on the stack: no trajectory, no work arrays, nothing shared
+    between concurrent calls.
+    """
+
+    cpdef double cost(self, object u) except? -1.0:
+        """J at control u, validated as ``HandAdjoint.value_and_grad`` validates it."""
+        cdef double c[6]
+        cdef double J
+        self.read_control(u, c)
+        with nogil:
+            J = forward_cost(self.steps, self.obs, c[0], c[1], c[2], c[3], c[4], c[5], self.dt)
+        return J
+
+
+cdef class HandAdjoint(Lorenz63Kernel):
+    """The hand adjoint for one problem, with its work arrays allocated once.
+
+    HandAdjoint(dt, steps, obs, params, n_control, check): the arguments of ``Lorenz63Kernel``.
+    """
+
+    cdef Work work
+    # set, with the GIL held, while a call runs its loops on w and d without the GIL
+    cdef bint busy
+
+    def __cinit__(self, *args, **kwargs):
+        # the base class has checked the arguments; no instance exists with unset work arrays
+        self.work = Work(self.steps[self.steps.shape[0] - 1] + 1, self.steps.shape[0])
+        self.busy = False
 
     cdef Work claim(self):
         """The shared work arrays, or fresh ones if another thread's call is using them."""

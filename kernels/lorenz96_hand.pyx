@@ -24,7 +24,9 @@ interior runs on plain offsets.  The stage and sweep loops are one ``static inli
 each, with a constant ``mode`` argument that the C compiler folds after inlining.
 
 Work arrays are allocated once per kernel object (``Lorenz96Adjoint``, one per prepare) and per
-worker thread (``Lorenz96Batch``); the loops run without the GIL.  Every size is checked at the
+worker thread (``Lorenz96Batch``); the loops run without the GIL.  ``Lorenz96Cost`` is J alone:
+the gradient's forward sweep (the same ``sweep`` function, J summed in the same order) keeping
+only the current state, so its J is the gradient's to the last bit.  Every size is checked at the
 Python boundary: a control of the wrong length is a ValueError, never an out-of-bounds access.
 The batch runs its members with OpenMP (``prange``) when the extension was compiled with
 ``-fopenmp``, otherwise serially (``OPENMP`` says which).
@@ -185,6 +187,58 @@ cdef inline void adj_pass(int mode, const double* x, const double* b, double sb,
     adj_at(mode, N - 1, N, x, b, sb, a, T, bout, S, ca, cg, c6)
 
 
+cdef inline double sweep(const problem96* p, const double* u, double* X, double* acc, double* ya,
+                         double* yb, bint store) noexcept nogil:
+    """The forward sweep from x_0 = u[0:N] to x_nlast; returns sum_k sum_j e_kj^2 (forward order).
+
+    e_kj = x_{s_k}[idx_j] - y_kj.  store: state n at X + n N (the trajectory, (nlast + 1) N
+    doubles); else only the current state is kept, the states alternating in X[0:2N].  acc,
+    ya, yb: N doubles each (rk4's stages).  ``store`` is a constant at both call sites.
+    """
+    cdef Py_ssize_t N = p.N, M = p.nidx, n = 0, j, k = 0
+    cdef double F = u[N] if p.params else p.F
+    cdef double* x = X
+    cdef double* xn
+    cdef double Jo = 0.0, e
+    memcpy(X, u, N * sizeof(double))
+    while True:
+        if k < p.nobs and p.steps[k] == n:
+            for j in range(M):
+                e = x[p.idx[j]] - p.obs[k * M + j]
+                Jo += e * e
+            k += 1
+        if n == p.nlast:
+            break
+        xn = X + (n + 1) * N if store else X + ((n + 1) & 1) * N
+        rk4(x, xn, acc, ya, yb, N, F, p.dt)
+        x = xn
+        n += 1
+    return Jo
+
+
+cdef inline double finish(const problem96* p, double Jo, const double* x0, double* a) noexcept nogil:
+    """J from the observation sum Jo and x_0; a != NULL: dJ/dx_0 += (x_0 - xb) / sigma_b^2 into a."""
+    cdef Py_ssize_t j
+    cdef double J = 0.5 * p.inv_o2 * Jo, Jb = 0.0, e
+    if p.xb != NULL:  # background term
+        for j in range(p.N):
+            e = (x0[j] - p.xb[j]) / p.sigma_b
+            Jb += e * e
+            if a != NULL:  # unswitched: a constant at each call site after inlining
+                a[j] = a[j] + e / p.sigma_b
+        J = J + 0.5 * Jb
+    return J
+
+
+cdef double cost(const problem96* p, const double* u, double* X, double* W) noexcept nogil:
+    """J alone: ``sweep`` keeping only the current state.  X: 2 N doubles, W: 3 N.
+
+    The gradient's forward sweep and J to the last bit (the same functions, the same order).
+    """
+    cdef Py_ssize_t N = p.N
+    return finish(p, sweep(p, u, X, W, W + N, W + 2 * N, False), u, NULL)
+
+
 cdef double value_and_grad(const problem96* p, const double* u, double* X, double* W,
                            double* grad) noexcept nogil:
     """J and dJ/du into grad[0:N] (+ grad[N] = dJ/dF): forward sweep, then eqs. (16-19) backwards.
@@ -204,10 +258,8 @@ cdef double value_and_grad(const problem96* p, const double* u, double* X, doubl
     cdef double* S = W + 7 * N if p.params else NULL
     cdef const double* x
     cdef const double* row
-    cdef double Jo = 0.0, Jb = 0.0, J, e, dF
-    memcpy(X, u, N * sizeof(double))
-    for n in range(p.nlast):  # forward sweep, every state stored
-        rk4(X + n * N, X + (n + 1) * N, bA, bB, T, N, F, dt)
+    cdef double Jo, J, dF
+    Jo = sweep(p, u, X, bA, bB, T, True)  # every state stored
     memset(a, 0, N * sizeof(double))
     if S != NULL:
         memset(S, 0, N * sizeof(double))
@@ -217,9 +269,7 @@ cdef double value_and_grad(const problem96* p, const double* u, double* X, doubl
         if k >= 0 and p.steps[k] == n:  # eq. (18), first term: dJ/dx_{s_k} = innovation / sigma_o^2
             row = X + n * N
             for j in range(M):
-                e = row[p.idx[j]] - p.obs[k * M + j]
-                Jo += e * e
-                a[p.idx[j]] += p.inv_o2 * e
+                a[p.idx[j]] += p.inv_o2 * (row[p.idx[j]] - p.obs[k * M + j])
             k -= 1
         if n == 0:
             break
@@ -234,13 +284,7 @@ cdef double value_and_grad(const problem96* p, const double* u, double* X, doubl
         adj_pass(ADJ32, x2, bA, 1.0, a, T, bB, S, N, c6, h, c6)   # g2 from b2; bB = b1
         adj_pass(ADJ1, x, bB, 1.0, a, T, NULL, NULL, N, 0.0, 0.0, c6)  # g1 from b1; a = a + g1 + T
         n -= 1
-    J = 0.5 * p.inv_o2 * Jo
-    if p.xb != NULL:  # background term: dJ/dx_0 += (x_0 - xb) / sigma_b^2
-        for j in range(N):
-            e = (X[j] - p.xb[j]) / p.sigma_b
-            Jb += e * e
-            a[j] = a[j] + e / p.sigma_b
-        J = J + 0.5 * Jb
+    J = finish(p, Jo, X, a)  # with the background term of dJ/dx_0
     memcpy(grad, a, N * sizeof(double))
     if p.params:
         dF = 0.0
@@ -254,22 +298,23 @@ include "_buffers.pxi"
 
 
 cdef class Work96:
-    """Work arrays of one evaluation: the trajectory (flat), the sweep vectors, the control."""
+    """Work arrays of one evaluation: nstates states (flat), nwork sweep vectors, the control."""
 
     cdef double[::1] X
     cdef double[::1] W
     cdef double[::1] u
 
-    def __cinit__(self, Py_ssize_t N, Py_ssize_t nstates):
+    def __cinit__(self, Py_ssize_t N, Py_ssize_t nstates, Py_ssize_t nwork):
         self.X = np.empty(nstates * N)
-        self.W = np.empty(NWORK * N)
+        self.W = np.empty(nwork * N)
         self.u = np.empty(N + 1)
 
 
-cdef class Lorenz96Adjoint:
-    """The Lorenz-96 hand adjoint for one problem, with its work arrays allocated once.
+cdef class Lorenz96Kernel:
+    """A problem's data, validated, its control reader and its work arrays' owner.
 
-    Lorenz96Adjoint(n, dt, steps, indices, obs, sigma_o, background, sigma_b, F, n_control,
+    The base of ``Lorenz96Adjoint`` and ``Lorenz96Cost``, which size the work arrays.
+    Lorenz96Kernel(n, dt, steps, indices, obs, sigma_o, background, sigma_b, F, n_control,
     check): steps (K,) strictly increasing integers >= 0, indices (M,) strictly increasing in
     0..n-1, obs (K, M), background (n,) or None, n_control n (control "state", F fixed) or
     n + 1 (F last); ``check(u)`` the problem's validation (a float64 vector of length
@@ -283,11 +328,13 @@ cdef class Lorenz96Adjoint:
     cdef const double[::1] xb
     cdef Work96 work
     cdef Py_ssize_t nc
+    cdef Py_ssize_t xstates, nwork  # the work arrays' sizes, in vectors of N (set by the subclass)
     cdef object check
     cdef object empty
     cdef bint busy
 
     def __cinit__(self, n, dt, steps, indices, obs, sigma_o, background, sigma_b, F, n_control, check):
+        # __cinit__, not __init__: no instance exists unchecked (subclasses get the same arguments)
         cdef Py_ssize_t N
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 4:
             raise ValueError(f"n must be an integer >= 4, got {n!r}")
@@ -337,7 +384,6 @@ cdef class Lorenz96Adjoint:
         self.p.sigma_b = scalars[2]
         self.p.F = scalars[3]
         self.p.params = n_control == N + 1
-        self.work = Work96(N, self.p.nlast + 1)
 
     @staticmethod
     def _ints(values, what):
@@ -368,13 +414,54 @@ cdef class Lorenz96Adjoint:
     cdef Work96 claim(self):
         """The shared work arrays, or fresh ones if another thread's call is using them."""
         if self.busy:  # a concurrent call: correct, just not allocation-free
-            return Work96(self.p.N, self.p.nlast + 1)
+            return Work96(self.p.N, self.xstates, self.nwork)
         self.busy = True
         return self.work
 
     cdef void release(self, Work96 work) noexcept:
         if work is self.work:
             self.busy = False
+
+
+cdef class Lorenz96Cost(Lorenz96Kernel):
+    """Forward-only J for one problem (the denominator of the cheap-gradient ratio).
+
+    Lorenz96Cost(...), the arguments of ``Lorenz96Kernel``.  Work arrays: two states (the
+    current one and the next), rk4's three stage vectors and the control, 5 N + N + 1
+    doubles whatever the window: no trajectory is stored.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self.xstates = 2
+        self.nwork = 3
+        self.work = Work96(self.p.N, self.xstates, self.nwork)
+        self.busy = False
+
+    cpdef double cost(self, object u) except? -1.0:
+        """J at control u, validated as ``Lorenz96Adjoint.value_and_grad`` validates it."""
+        cdef Work96 work = self.claim()
+        cdef double J
+        try:
+            self.read_control(u, &work.u[0])
+            with nogil:
+                J = cost(&self.p, &work.u[0], &work.X[0], &work.W[0])
+        finally:
+            self.release(work)
+        return J
+
+
+cdef class Lorenz96Adjoint(Lorenz96Kernel):
+    """The Lorenz-96 hand adjoint for one problem, with its work arrays allocated once.
+
+    Lorenz96Adjoint(...), the arguments of ``Lorenz96Kernel``.  Work arrays: the trajectory
+    ((nlast + 1) N doubles), NWORK sweep vectors and the control.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self.xstates = self.p.nlast + 1
+        self.nwork = NWORK
+        self.work = Work96(self.p.N, self.xstates, self.nwork)
+        self.busy = False
 
     cpdef tuple value_and_grad(self, object u):
         """(J, grad) at control u: grad a new float64 array of length n_control."""

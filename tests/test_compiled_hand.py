@@ -4,7 +4,8 @@ their fused Tbl. 3 drivers, their input fast paths, and the plain C reference.
 The generic contract (complex step on random problems, sizes, fused driver on control
 ``state``) is in test_backends.py; here: both controls for the fused drivers, every kind of
 input the fast paths might mishandle, the native constructor's own size checks, the compile
-time report, and the C yardstick against complex step.
+time report, the C yardstick against complex step, and the forward-only cost (``prepare_cost``:
+the gradient's J, the Python cost, the same input checks) where a backend has one.
 """
 
 import array

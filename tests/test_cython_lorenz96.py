@@ -1,5 +1,6 @@
-"""Backend ``cython`` on Lorenz-96 (kernels/lorenz96_hand.pyx), its fused driver, the OpenMP
-batches of both models, and the plain C Lorenz-96 yardstick (kernels/c_reference/lorenz96_adjoint.c).
+"""Backend ``cython`` on Lorenz-96 (kernels/lorenz96_hand.pyx), its fused driver, its forward-only
+cost (``prepare_cost``), the OpenMP batches of both models, and the plain C Lorenz-96 yardstick
+(kernels/c_reference/lorenz96_adjoint.c).
 
 Every problem is random (the ``rng`` fixture): random n (4, 5, 7, 40, up to 64), dt, window,
 observation steps (some forced to include step 0 and the last step), index subsets, with and
@@ -279,3 +280,106 @@ def test_c_reference_lorenz96_bad_arguments():
         c_reference.measure96(p, repeats=0)
     with pytest.raises(ValueError):
         c_reference.measure96(p, u=np.zeros(9))
+
+
+# ---- forward-only cost (prepare_cost, the cheap-gradient ratio's denominator) -----------------
+
+
+@pytest.mark.parametrize("background", [True, False])
+@pytest.mark.parametrize("control", CONTROLS)
+def test_forward_cost_equals_gradient_J_and_python_cost(control, background, rng):
+    b = cython96()
+    assert b.has_cost("lorenz96")
+    ref = ab.backend("numpy")
+    for p in problems96(rng, control, background):
+        cost, vg = b.prepare_cost(p), b.prepare(p)
+        for u in (p.u0, perturbed(p, rng)):
+            J = cost(u)
+            assert isinstance(J, float)
+            # the gradient's sweep and summation order, only the current state kept: the same bits
+            assert J == vg(u)[0], (p.label(), p.obs_steps.tolist())
+            assert J == pytest.approx(float(p.cost(u)), rel=1e-13)
+            assert J == pytest.approx(ref.prepare_cost(p)(u), rel=1e-13)
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_forward_cost_stores_no_trajectory(control, rng):
+    """Large N, a long window: prepare_cost allocates a few states, never the trajectory."""
+    import tracemalloc
+
+    b = cython96()
+    n = 50_000 + int(rng.integers(0, 100))
+    nsteps = int(rng.integers(30, 41))
+    F = float(rng.uniform(6, 10))
+    idx = np.sort(rng.choice(n, size=int(rng.integers(100, 2000)), replace=False))
+    steps = np.array(sorted({0, nsteps, *rng.choice(nsteps, size=3).tolist()}))
+    x_truth = F + 2.0 * rng.standard_normal(n)
+    y = l96.observe(x_truth, F, 0.02, steps, idx) + rng.standard_normal((steps.size, idx.size))
+    p = Lorenz96Problem(
+        n=n, dt=0.02, nsteps=nsteps, x0=x_truth + 0.5 * rng.standard_normal(n), F=F, obs_steps=steps,
+        obs_indices=idx, obs_values=y, background=x_truth + rng.standard_normal(n), control=control,
+    )
+    u = perturbed(p, rng)
+    tracemalloc.start()
+    try:
+        cost = b.prepare_cost(p)
+        J = cost(u)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # two states, three stage vectors and the control: ~6 N doubles against (nsteps + 1) N
+    assert peak < 8 * 8 * n < p.trajectory_bytes / 3, (peak, p.trajectory_bytes)
+    assert J == b.prepare(p)(u)[0]
+    assert J == pytest.approx(float(p.cost(u)), rel=1e-12)
+
+
+def test_forward_cost_inputs(rng):
+    """Every input form the gradient accepts gives the same J; every bad one is a ValueError."""
+    b = cython96()
+    for control in CONTROLS:
+        p = random_problem96(rng, control)
+        cost = b.prepare_cost(p)
+        J = cost(p.u0)
+        for form in (p.u0.tolist(), np.repeat(p.u0, 2)[::2], p.u0.astype(">f8"), tuple(p.u0)):
+            assert cost(form) == J
+        n = p.n_control
+        bad = [np.zeros(n - 1), np.zeros(n + 1), np.zeros((n, 1)), np.zeros((1, n)), np.zeros(0), np.float64(1.0),
+               np.zeros(n, dtype=complex), ["a"] * n, None, "abc", b"\0" * (8 * n), np.full(n, np.nan),
+               np.r_[np.zeros(n - 1), np.inf]]
+        for u in bad:
+            with pytest.raises(ValueError):
+                cost(u)
+        assert cost(p.u0) == J  # still correct afterwards
+    with pytest.raises(ValueError, match="needs a problem"):
+        b.prepare_cost(None)
+
+
+def test_native_cost_constructor_checks_sizes():
+    mod, reason = ab.native.load("_cython_lorenz96")
+    if mod is None:
+        pytest.skip(reason)
+    p = Lorenz96Problem.standard(n=8, nsteps=8, spinup=10)
+    ok = dict(n=8, dt=0.05, steps=[4, 8], indices=[0, 2, 4, 6], obs=np.ones((2, 4)), sigma_o=1.0,
+              background=np.ones(8), sigma_b=1.0, F=8.0, n_control=8, check=p.check_control)
+    assert np.isfinite(mod.Lorenz96Cost(**ok).cost(p.u0))
+    for change in [
+        dict(n=3), dict(steps=[]), dict(steps=[8, 4]), dict(indices=[0, 8]), dict(indices=[2, 2]),
+        dict(obs=np.ones((2, 3))), dict(obs=np.full((2, 4), np.nan)), dict(background=np.ones(7)),
+        dict(sigma_b=0.0), dict(F=np.nan), dict(n_control=10), dict(check=None),
+    ]:
+        with pytest.raises(ValueError):
+            mod.Lorenz96Cost(**{**ok, **change})
+    with pytest.raises(TypeError):  # no instance without its work arrays
+        mod.Lorenz96Cost.__new__(mod.Lorenz96Cost)
+
+
+def test_forward_cost_from_threads(rng):
+    """A cost call that finds the work arrays busy uses its own: the same J from every thread."""
+    b = cython96()
+    p = random_problem96(rng, "state+params", n=40)
+    cost = b.prepare_cost(p)
+    us = [perturbed(p, rng) for _ in range(8)]
+    expected = [cost(u) for u in us]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: cost(us[i % 8]), range(200)))
+    assert got == [expected[i % 8] for i in range(200)]

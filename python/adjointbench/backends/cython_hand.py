@@ -11,6 +11,11 @@ contiguous float64 vector of the right length goes straight through; anything el
 ``problem.check_control``, which converts it or raises ValueError) and runs the time loops
 without the GIL.  Its ``descent`` is the fused Tbl. 3 driver.
 
+Forward-only cost (``prepare_cost``, the cheap-gradient ratio's denominator): ``HandCost`` /
+``Lorenz96Cost`` of the same extensions run the gradient's forward sweep by the same C
+functions, with J summed in the same order, but keep only the current state; their J equals
+the gradient's J to the last bit.  Controls are validated as for the gradient.
+
 Batches (idiom "threads"): the rows run on OpenMP threads, each thread with its own work arrays
 (allocated once, in ``prepare_batch``).  The thread count is read from OMP_NUM_THREADS at
 prepare time (default: OpenMP's own default, the number of CPUs), capped so that one trajectory
@@ -43,18 +48,28 @@ def _module(name: str):
     return mod
 
 
-def _hand_adjoint(problem: Lorenz63Problem):
-    return _module(MODULE).HandAdjoint(
+def _kernel63(cls: str, problem: Lorenz63Problem):
+    """``cls`` (HandAdjoint or HandCost) of the Lorenz-63 extension, built for ``problem``."""
+    return getattr(_module(MODULE), cls)(
         problem.dt, problem.obs_steps, problem.obs_values, [problem.params[k] for k in PARAM_NAMES],
         problem.n_control, problem.check_control,
     )
 
 
-def _adjoint96(problem: Lorenz96Problem):
-    return _module(MODULE96).Lorenz96Adjoint(
+def _kernel96(cls: str, problem: Lorenz96Problem):
+    """``cls`` (Lorenz96Adjoint or Lorenz96Cost) of the Lorenz-96 extension, built for ``problem``."""
+    return getattr(_module(MODULE96), cls)(
         problem.n, problem.dt, problem.obs_steps, problem.obs_indices, problem.obs_values, problem.sigma_o,
         problem.background, problem.sigma_b, problem.F, problem.n_control, problem.check_control,
     )
+
+
+def _hand_adjoint(problem: Lorenz63Problem):
+    return _kernel63("HandAdjoint", problem)
+
+
+def _adjoint96(problem: Lorenz96Problem):
+    return _kernel96("Lorenz96Adjoint", problem)
 
 
 def requested_threads(default: int) -> int:
@@ -111,6 +126,14 @@ class CythonBackend(Backend):
 
     def _prepare_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Prepared:
         return Prepared(_adjoint96(problem).value_and_grad, problem, device=device, dtype=dtype)
+
+    def _prepare_cost(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
+        # List 1 on three doubles: the gradient's forward step and J order, nothing stored
+        return _kernel63("HandCost", problem).cost
+
+    def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
+        # the gradient's forward sweep keeping only the current state (2 N doubles, not the trajectory)
+        return _kernel96("Lorenz96Cost", problem).cost
 
     def _prepare_descent(
         self, problem: Lorenz63Problem, *, iterations: int, step: float, device: str, dtype: str
