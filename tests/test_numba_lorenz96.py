@@ -3,9 +3,13 @@
 The RK4 hand adjoint in typed loops (``backends/_numba_lorenz96.py``) against complex step on
 random problems (both controls, with and without background, observation steps at 0 and at the
 last step), the directional check at N >= 10^5, the fused descent against the Python-driven one,
-and the prange batch (rows equal single calls, numba's thread count, bad input).  numba compiles
+the prange batch (rows equal single calls, numba's thread count, bad input, the memory budget,
+calls from several threads), and the forward-only cost (``prepare_cost``) against the gradient's J.  numba compiles
 each group of entries once per process, so the first test that needs one pays for it (seconds).
 """
+
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -99,10 +103,13 @@ def test_never_compiles_at_call_time(numba_backend, rng):
     vg = numba_backend.prepare(p)
     numba_backend.prepare_descent(p, iterations=2, step=1e-6)(p.u0)
     numba_backend.prepare_batch(p)(np.stack([p.u0, p.u0]))
-    entries = {**numba_hand._group("l96")[0], **numba_hand._group("l96_batch")[0]}
+    cost = numba_backend.prepare_cost(p)
+    entries = {**numba_hand._group("l96")[0], **numba_hand._group("l96_batch")[0],
+               **numba_hand._group("l96_cost")[0]}
     before = {k: len(d.signatures) for k, d in entries.items()}
     for u in (p.u0, p.u0.tolist(), p.u0.astype(np.float32)):
         vg(u)
+        cost(u)
     assert {k: len(d.signatures) for k, d in entries.items()} == before == {k: 1 for k in entries}
 
 
@@ -191,3 +198,151 @@ def test_batch_bad_inputs(numba_backend, model, rng):
                 good.astype(complex), np.zeros((2, 3, n))):
         with pytest.raises(ValueError):
             vgb(bad)
+
+
+# ---- forward-only cost (prepare_cost) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_cost_equals_gradient_J_and_python_cost(numba_backend, control, rng):
+    """The gradient's rk4_step and sums on two state rows: its J to the last bit."""
+    for i, n in enumerate([4, 5, 7, 40, int(rng.integers(4, 65))]):
+        p = random_problem96(rng, control, n=n)
+        if i % 2 == 0:
+            p = with_ends(p, rng)
+        cost, vg = numba_backend.prepare_cost(p), numba_backend.prepare(p)
+        for u in (p.u0, perturbed(p, rng)):
+            J = cost(u)
+            assert isinstance(J, float)
+            assert J == vg(u)[0], (p.label(), p.obs_steps.tolist())
+            assert J == pytest.approx(float(p.cost(u)), rel=1e-13)
+    # no time step at all: J is the innovation at step 0 (+ background)
+    p = random_problem96(rng, control, n=6)
+    p = p.with_(obs_steps=[0], obs_values=p.obs_values[:1])
+    assert numba_backend.prepare_cost(p)(p.u0) == numba_backend.prepare(p)(p.u0)[0]
+
+
+def test_cost_inputs(numba_backend, rng):
+    p = random_problem96(rng, "state+params", n=7)
+    cost = numba_backend.prepare_cost(p)
+    u = perturbed(p, rng)
+    J = cost(u)
+    ro = u.copy()
+    ro.setflags(write=False)
+    for form in (u.tolist(), tuple(u), np.repeat(u, 2)[::2], ro, u.astype(">f8"), np.asfortranarray(u)):
+        assert cost(form) == J, type(form)
+    n = p.n_control
+    for bad in (np.zeros(n - 1), np.zeros(n + 1), np.zeros((1, n)), np.zeros(n, dtype=complex), np.full(n, np.nan),
+                np.r_[np.zeros(n - 1), np.inf], None, "abc", ["a"] * n):
+        with pytest.raises(ValueError):
+            cost(bad)
+    assert cost(u) == J
+
+
+def test_cost_keeps_no_trajectory(numba_backend, rng):
+    """prepare + calls allocate O(N), not (last step + 1) x N like the gradient's trajectory."""
+    p = ab.Lorenz96Problem.standard(n=2000, nsteps=400, obs_every=100, spinup=0, seed=int(rng.integers(2**31)))
+    numba_backend.prepare_cost(p)  # compiled outside the measurement
+    tracemalloc.start()
+    try:
+        cost = numba_backend.prepare_cost(p)
+        J = cost(p.u0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < p.trajectory_bytes / 20, (peak, p.trajectory_bytes)
+    assert J == numba_backend.prepare(p)(p.u0)[0]
+
+
+# ---- batches: memory budget, reused work slots, calls from threads -------------------------------
+
+
+def test_batch_over_budget_is_value_error(numba_backend, rng):
+    from adjointbench.backends import numba_hand
+
+    p = random_problem96(rng, "state+params")
+    U = p.u0 * (1 + 0.02 * rng.standard_normal((5, p.n_control)))
+    J0, G0 = numba_backend.prepare_batch(p)(U)
+    # the budget holds the trajectory (the problem is valid) but not a work slot (+ the work rows)
+    tight = p.with_(memory_budget=p.trajectory_bytes)
+    with pytest.raises(ValueError, match=r"needs at least \d+ bytes.*memory budget of \d+ bytes"):
+        numba_backend.prepare_batch(tight)(U)
+    # room for exactly one slot and the results: one slot runs every member, the same rows
+    slot = 8 * p.n * (p.last_obs_step + 1 + 8)
+    one = p.with_(memory_budget=slot + 5 * 8 * (p.n_control + 1))
+    J1, G1 = numba_backend.prepare_batch(one)(U)
+    np.testing.assert_array_equal(J1, J0)
+    np.testing.assert_array_equal(G1, G0)
+    with pytest.raises(ValueError, match="memory budget"):  # a larger batch's results do not fit as well
+        numba_backend.prepare_batch(one)(np.tile(U, (2, 1)))
+    # the unit: slots capped by the budget, ValueError before make() is called
+    made = []
+    slots = numba_hand._Slots(lambda T: made.append(T) or (np.empty((T, 3)),), slot_bytes=100, row_bytes=10,
+                              budget=1000)
+    assert [slots.count(B, 8) for B in (1, 2, 5, 20, 89)] == [1, 2, 5, 8, 1]
+    with pytest.raises(ValueError, match="1100 bytes"):
+        slots.count(100, 8)
+    assert made == []
+
+
+def test_batch63_over_budget_is_value_error(numba_backend, rng, monkeypatch):
+    p = random_problem(rng, "state+params", max_steps=60)
+    U = p.u0 * (1 + 0.02 * rng.standard_normal((4, p.n_control)))
+    J0, G0 = numba_backend.prepare_batch(p)(U)
+    nstates, k = p.last_obs_step + 1, len(p.obs_steps)
+    slot = 8 * (6 * nstates + 3 * k + 6)
+    monkeypatch.setenv("ADJOINTBENCH_MEMORY_BUDGET", str(slot - 1))
+    with pytest.raises(ValueError, match="memory budget"):
+        numba_backend.prepare_batch(p)(U)
+    monkeypatch.setenv("ADJOINTBENCH_MEMORY_BUDGET", str(slot + 4 * 8 * 7))
+    J1, G1 = numba_backend.prepare_batch(p)(U)
+    np.testing.assert_array_equal(J1, J0)
+    np.testing.assert_array_equal(G1, G0)
+
+
+def test_slots_reused_unless_busy():
+    from adjointbench.backends import numba_hand
+
+    made = []
+
+    def make(T):
+        made.append(T)
+        return np.empty((T, 4)), np.empty((T, 2, 3))
+
+    slots = numba_hand._Slots(make, slot_bytes=8, row_bytes=8, budget=10**6)
+    with slots.take(2) as (a, _):
+        first = a
+    with slots.take(1) as (a, b):  # the first slots of the cached set, contiguous views
+        assert a.base is first.base and a.shape == (1, 4) and b.flags.c_contiguous
+    with slots.take(3) as (a, _):  # a larger set replaces the cache
+        assert a.shape[0] == 3
+        with slots.take(2) as (c, _):  # in use: a fresh set, never the same memory
+            assert not np.shares_memory(a, c)
+    assert made == [2, 3, 2]
+    with pytest.raises(RuntimeError):
+        with slots.take(1):
+            raise RuntimeError
+    with slots.take(3):  # the lock was released by the error
+        assert made == [2, 3, 2]
+
+
+@pytest.mark.parametrize("model", ["lorenz63", "lorenz96"])
+def test_batch_from_two_threads(numba_backend, model, rng):
+    """Calls of one prepared vgb from two threads: every row its own member's single-call answer."""
+    p = _random(model, rng, "state+params")
+    vgb, vg = numba_backend.prepare_batch(p), numba_backend.prepare(p)
+    Us = [p.u0 * (1 + 0.02 * rng.standard_normal((int(rng.integers(1, 7)), p.n_control))) for _ in range(6)]
+    expected = [vgb(U) for U in Us]
+    for U, (J, G) in zip(Us, expected):
+        for b in range(U.shape[0]):
+            Jb, gb = vg(U[b])
+            assert J[b] == pytest.approx(Jb, rel=1e-14, abs=0)
+            np.testing.assert_allclose(G[b], gb, rtol=1e-14, atol=0)
+
+    def work(i):
+        return i, vgb(Us[i % 6])
+
+    with ThreadPoolExecutor(2) as pool:
+        for i, (J, G) in pool.map(work, range(60)):
+            np.testing.assert_array_equal(J, expected[i % 6][0])
+            np.testing.assert_array_equal(G, expected[i % 6][1])

@@ -21,6 +21,10 @@ the shape of the code, not the arithmetic:
 - nothing is allocated in the sweeps: the trajectory X (nlast + 1, N) and a work block W (8, N)
   (stage states, two b buffers, the g and b accumulators, lambda) are the caller's.
 
+``cost`` is the forward-only J (``prepare_cost``): the same ``rk4_step`` and the same sums on
+two alternating state rows, so its J is ``value_and_grad``'s bit for bit.  The batch entry runs
+T work slots (T <= threads) under ``prange``, each slot a contiguous block of members in turn.
+
 No fastmath: the results are NumPy's to rounding.  The njit functions below are compiled lazily,
 as callees of the entries that ``build_single``/``build_batch`` compile for explicit signatures.
 """
@@ -283,10 +287,60 @@ def _descent(u, iterations, step, scal, steps, idx, obs, xb, X, W, g, costs):
             u[j] = u[j] - step * g[j]
 
 
+@njit
+def cost(u, scal, steps, idx, obs, xb, S, W):
+    """J(u) alone: value_and_grad's forward sweep and sums, keeping only the current state.
+
+    S (2, N) holds x_t and x_{t+1} in turn (x_{t+1} is written while x_t is read, as into the
+    trajectory's next row), W (3, N) the stages; the observation term is summed in the order
+    of ``value_and_grad`` (k, then j) as each observed step is reached, then the background
+    term, so J is the gradient's J to the last bit.
+    """
+    n = S.shape[1]
+    F = u[n] if u.shape[0] == n + 1 else scal[_SF]
+    dt = scal[_SDT]
+    K = steps.shape[0]
+    m = idx.shape[0]
+    nlast = steps[K - 1]
+    x2 = W[0]
+    x3 = W[1]
+    ks = W[2]
+    for i in range(n):
+        S[0, i] = u[i]
+    Jo = 0.0
+    k = 0
+    for t in range(nlast + 1):
+        xs = S[t % 2]
+        if steps[k] == t:
+            for j in range(m):
+                d = xs[idx[j]] - obs[k, j]
+                Jo += d * d
+            k += 1
+        if t < nlast:
+            rk4_step(xs, F, dt, x2, x3, ks, S[(t + 1) % 2])
+    J = 0.5 * scal[_SINV_O2] * Jo
+    if xb.shape[0] > 0:
+        sb = scal[_SSIGMA_B]
+        Jb = 0.0
+        for i in range(n):
+            e = (u[i] - xb[i]) / sb
+            Jb += e * e
+        J = J + 0.5 * Jb
+    return J
+
+
+#: rows of the forward-only work: the two states, then the stages x2, x3 and the RK4 sum
+COST_ROWS = (2, 3)
+
+
 def _batch(U, scal, steps, idx, obs, xb, X, W, G, J):
-    # one member per prange iteration, each with its own trajectory X[b] and work block W[b]
-    for b in numba.prange(U.shape[0]):
-        J[b] = value_and_grad(U[b], scal, steps, idx, obs, xb, X[b], W[b], G[b])
+    # prange over T work slots (X[c], W[c]: one trajectory and work block each), slot c running
+    # the members of its contiguous block of rows: T x trajectory bytes, whatever B is
+    T = X.shape[0]
+    B = U.shape[0]
+    for c in numba.prange(T):
+        for b in range(c * B // T, (c + 1) * B // T):
+            J[b] = value_and_grad(U[b], scal, steps, idx, obs, xb, X[c], W[c], G[b])
 
 
 def _types() -> tuple[Any, Any, Any, Any]:
@@ -314,6 +368,15 @@ def build_single() -> dict[str, Any]:
         "vg": value_and_grad,
         "descent": njit(void(C1, int64, float64, C1, I1, I1, C2, C1, C2, C2, C1, C1))(_descent),
     }
+
+
+def build_cost() -> dict[str, Any]:
+    """The entry ``cost`` (forward-only J), compiled now for its one signature."""
+    from numba import float64
+
+    C1, C2, _, I1 = _types()
+    cost.compile(float64(C1, C1, I1, I1, C2, C1, C2, C2))
+    return {"cost": cost}
 
 
 def build_batch() -> dict[str, Any]:
@@ -347,3 +410,11 @@ class Data:
     def work(self, *batch: int) -> tuple[np.ndarray, np.ndarray]:
         """(X, W): the trajectory and work block, with leading batch dimensions if given."""
         return np.empty(batch + (self.nstates, self.n)), np.empty(batch + (WORK_ROWS, self.n))
+
+    def slot_bytes(self) -> int:
+        """Bytes of one (X, W) pair: what each work slot of a batch holds."""
+        return 8 * self.n * (self.nstates + WORK_ROWS)
+
+    def cost_work(self) -> tuple[np.ndarray, np.ndarray]:
+        """(S, W) of the forward-only cost: 5 N doubles, no trajectory."""
+        return np.empty((COST_ROWS[0], self.n)), np.empty((COST_ROWS[1], self.n))

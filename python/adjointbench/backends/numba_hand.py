@@ -24,11 +24,22 @@ Lorenz-96 (``_numba_lorenz96.py``, imported on first use): the RK4 adjoint of
 trajectory allocated once per prepare, RK4 stages recomputed in the backward sweep; there the
 work is O(N) per step, so the input always goes through ``check_control``.
 
+Forward-only cost (``prepare_cost``, the cheap-gradient ratio's denominator), compiled like the
+gradient for one explicit signature, inputs checked as for ``vg``: Lorenz-63 runs List 1 on three
+scalars, J summed as in List 2's kernel; Lorenz-96 the gradient's ``rk4_step`` on two alternating
+state rows.  Neither stores the trajectory, and each J equals the gradient's J to the last bit.
+
 Batches (both models, ``batch_idiom = "threads"``): one ``parallel=True`` entry whose
-``numba.prange`` runs one member per iteration, each on its own (B, ...) work arrays allocated
-per call, on ``numba.get_num_threads()`` threads (``numba.set_num_threads`` /
-``NUMBA_NUM_THREADS``).  Each group of entries (Lorenz-63, its batch, Lorenz-96, its batch) is
-compiled on first use, so a Lorenz-63 prepare never pays for the others' compilation.
+``numba.prange`` runs T = min(B, ``numba.get_num_threads()``) work slots, each slot (one
+trajectory and the kernel's work arrays) serving a contiguous block of members in turn, so the
+memory is T slots, not B trajectories.  T is capped so that the slots and the results fit in the
+problem's memory budget (``memory_budget`` / ADJOINTBENCH_MEMORY_BUDGET, read at prepare), as the
+cython backend caps its OpenMP threads; a batch that cannot fit even one slot is a ValueError
+with the bytes, raised before anything is allocated.  The slots are kept by the prepared vgb and
+reused by the next call (allocating and first-touching them cost ~20 ms a call at N = 40000);
+a call that finds them in use by another thread gets fresh ones (see ``_Slots``).
+Each group of entries (Lorenz-63, its batch, its cost, Lorenz-96, ...) is compiled on first
+use, so a Lorenz-63 prepare never pays for the others' compilation.
 """
 
 from __future__ import annotations
@@ -36,12 +47,14 @@ from __future__ import annotations
 import threading
 import time
 import types
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from .. import hand_adjoint, model
 from ..models import Lorenz96Problem
+from ..models.lorenz96 import default_memory_budget
 from ..problem import Lorenz63Problem
 from .base import Backend, DescentResult, Prepared, PreparedBatch, check_controls
 
@@ -145,18 +158,75 @@ def _kernels() -> tuple[dict[str, Any], float]:
         return _compiled, _compile_s
 
 
+def _cost63(u, steps, work):
+    """J(u) by List 1 on three scalars: ``model.forward``'s lines, J summed as in List 2's kernel.
+
+    work = [sigma, r, beta, dt | obs (K x 3)] (``_cost_buffer``).  The state is kept only
+    while it is current; the same operations in the same order as the gradient's forward sweep
+    and J loop, so the same bits.  Returns _NOT_FINITE for a non-finite control.
+    """
+    for i in range(u.shape[0]):
+        if not np.isfinite(u[i]):
+            return _NOT_FINITE
+    if u.shape[0] == 6:
+        sigma, r, beta = u[3], u[4], u[5]
+    else:
+        sigma, r, beta = work[0], work[1], work[2]
+    dt = work[3]
+    x = u[0]
+    y = u[1]
+    z = u[2]
+    K = steps.shape[0]
+    J = 0.0
+    k = 0
+    n = 0
+    while True:
+        if steps[k] == n:  # the innovation at an observed step (List 2 kernel's order: x, y, z)
+            o = 4 + 3 * k
+            e = x - work[o]
+            J += 0.5 * e * e
+            e = y - work[o + 1]
+            J += 0.5 * e * e
+            e = z - work[o + 2]
+            J += 0.5 * e * e
+            k += 1
+            if k == K:
+                return J
+        # List 1, eq. (20) by forward Euler
+        xn = x + dt * sigma * (-x + y)
+        yn = y + dt * (-x * z + r * x - y)
+        zn = z + dt * (x * y - beta * z)
+        x = xn
+        y = yn
+        z = zn
+        n += 1
+
+
+def _build_cost63() -> dict[str, Any]:
+    import numba
+    from numba import float64, int64, types
+
+    I1 = types.Array(int64, 1, "C", readonly=True)  # the problem's steps (read-only), as for vg
+    return {"cost": numba.njit(float64(float64[::1], I1, float64[::1]))(_cost63)}
+
+
 def _batch63(U, p, steps, obs, w, v, d, grad, J, G):
-    # one member per prange iteration, each with its own w, v, d, grad (the List 2 kernel's work);
-    # ``kernel`` and ``numba`` are bound by _rebound in _build_batch63
+    # prange over T work slots (w[c], v[c], d[c], grad[c]: the List 2 kernel's work), slot c
+    # running the members of its contiguous block of rows; ``kernel`` and ``numba`` are bound by
+    # _rebound in _build_batch63
     nc = U.shape[1]
-    for b in numba.prange(U.shape[0]):  # noqa: F821
-        u = U[b]
-        if nc == 6:
-            J[b] = kernel(u[0], u[1], u[2], u[3], u[4], u[5], p[3], steps, obs, w[b], v[b], d[b], grad[b])  # noqa: F821
-        else:
-            J[b] = kernel(u[0], u[1], u[2], p[0], p[1], p[2], p[3], steps, obs, w[b], v[b], d[b], grad[b])  # noqa: F821
-        for i in range(nc):
-            G[b, i] = grad[b, i]
+    T = w.shape[0]
+    B = U.shape[0]
+    for c in numba.prange(T):  # noqa: F821
+        for b in range(c * B // T, (c + 1) * B // T):
+            u = U[b]
+            if nc == 6:
+                s, r, beta = u[3], u[4], u[5]
+            else:
+                s, r, beta = p[0], p[1], p[2]
+            J[b] = kernel(u[0], u[1], u[2], s, r, beta, p[3], steps, obs, w[c], v[c], d[c], grad[c])  # noqa: F821
+            for i in range(nc):
+                G[b, i] = grad[c, i]
 
 
 def _build_batch63() -> dict[str, Any]:
@@ -186,7 +256,16 @@ def _build_l96_batch() -> dict[str, Any]:
     return _numba_lorenz96.build_batch()
 
 
-_BUILDERS = {"l63_batch": _build_batch63, "l96": _build_l96, "l96_batch": _build_l96_batch}
+def _build_l96_cost() -> dict[str, Any]:
+    from . import _numba_lorenz96
+
+    return _numba_lorenz96.build_cost()
+
+
+_BUILDERS = {
+    "l63_batch": _build_batch63, "l63_cost": _build_cost63,
+    "l96": _build_l96, "l96_batch": _build_l96_batch, "l96_cost": _build_l96_cost,
+}
 
 
 def _group(name: str) -> tuple[dict[str, Any], float]:
@@ -223,6 +302,64 @@ def _work_buffer(problem: Lorenz63Problem) -> tuple[np.ndarray, np.ndarray]:
     work[:4] = [problem.params["sigma"], problem.params["r"], problem.params["beta"], problem.dt]
     work[4:4 + 3 * k] = problem.obs_values.ravel()
     return steps, work
+
+
+def _cost_buffer(problem: Lorenz63Problem) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, work) for ``_cost63``: work = [sigma, r, beta, dt | obs (K x 3)], no trajectory."""
+    steps = np.ascontiguousarray(problem.obs_steps, dtype=np.int64)
+    work = np.empty(4 + 3 * len(steps))
+    work[:4] = [problem.params["sigma"], problem.params["r"], problem.params["beta"], problem.dt]
+    work[4:] = problem.obs_values.ravel()
+    return steps, work
+
+
+class _Slots:
+    """The work slots of one prepared batch: how many fit the budget, and a cache of them.
+
+    ``make(T)`` allocates T slots (a tuple of arrays with a leading slot axis).  ``count``
+    caps T = min(B, threads) so that T slots plus the results (``row_bytes`` per member) fit
+    in ``budget``; ValueError, with the bytes, when one slot does not fit.  ``take(T)`` yields
+    cached slots (the first T of the largest set made so far) when no other call is using them,
+    else fresh ones: the cache is behind a non-blocking lock, so a call never waits for another
+    and two calls never share slots, whichever threads they come from (the compiled entries
+    hold the GIL, so today two calls of one vgb do not overlap anyway).
+    """
+
+    __slots__ = ("_make", "slot_bytes", "row_bytes", "budget", "_lock", "_cached")
+
+    def __init__(self, make: Callable[[int], tuple[np.ndarray, ...]], slot_bytes: int, row_bytes: int,
+                 budget: int) -> None:
+        self._make = make
+        self.slot_bytes = int(slot_bytes)
+        self.row_bytes = int(row_bytes)
+        self.budget = int(budget)
+        self._lock = threading.Lock()
+        self._cached: tuple[np.ndarray, ...] | None = None
+
+    def count(self, B: int, threads: int) -> int:
+        out = B * self.row_bytes
+        fit = (self.budget - out) // self.slot_bytes if self.budget > out else 0
+        if fit < 1:
+            raise ValueError(
+                f"a batch of {B} member(s) needs at least {self.slot_bytes + out} bytes (one work slot of "
+                f"{self.slot_bytes} bytes: trajectory and work arrays, + {out} bytes of results), over the "
+                f"memory budget of {self.budget} bytes (set memory_budget or ADJOINTBENCH_MEMORY_BUDGET)"
+            )
+        return max(1, min(B, threads, fit))
+
+    @contextmanager
+    def take(self, T: int) -> Iterator[tuple[np.ndarray, ...]]:
+        if not self._lock.acquire(blocking=False):
+            yield self._make(T)  # another call holds the cached slots: this one gets its own
+            return
+        try:
+            cached = self._cached
+            if cached is None or cached[0].shape[0] < T:
+                self._cached = cached = None  # drop the smaller set before making the larger
+                self._cached = cached = self._make(T)
+            yield tuple(a[:T] for a in cached)  # leading-axis views: still C-contiguous
+        finally:
+            self._lock.release()
 
 
 def _writable(a: np.ndarray) -> np.ndarray:
@@ -286,6 +423,26 @@ class NumbaBackend(Backend):
 
         return run
 
+    def _prepare_cost(self, problem: Lorenz63Problem, *, device: str, dtype: str) -> Callable[[Any], float]:
+        kernels, _ = _group("l63_cost")
+        entry = kernels["cost"]
+        steps, work = _cost_buffer(problem)
+        shape = (problem.n_control,)
+        check = problem.check_control
+        ndarray = np.ndarray
+
+        def cost(u: Any) -> float:
+            # vg's fast path and checks: exactly the compiled signature, else the full check
+            if not (type(u) is ndarray and u.dtype is _F64 and u.shape == shape and u.flags.c_contiguous
+                    and u.flags.writeable):
+                u = np.array(check(u))
+            J = entry(u, steps, work)
+            if J == _NOT_FINITE:
+                raise ValueError("control vector must be finite")
+            return J
+
+        return cost
+
     # ---- Lorenz-96 ---------------------------------------------------------------------------
     def _prepare_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Prepared:
         from ._numba_lorenz96 import Data
@@ -333,6 +490,24 @@ class NumbaBackend(Backend):
 
         return run
 
+    def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Callable[[Any], float]:
+        from ._numba_lorenz96 import Data
+
+        kernels, _ = _group("l96_cost")
+        entry = kernels["cost"]
+        data = Data(problem)
+        args = data.args()
+        S, W = data.cost_work()  # 5 N doubles per prepare, shared by calls as vg's work (GIL held)
+        check = problem.check_control
+
+        def cost(u: Any) -> float:
+            u = check(u)  # shape, real, finite (ValueError) before native code, as for vg
+            if not u.flags.writeable:
+                u = u.copy()
+            return entry(u, *args, S, W)
+
+        return cost
+
     # ---- batches (both models): numba.prange over members, numba's thread count ----------------
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         import numba
@@ -351,23 +526,31 @@ class NumbaBackend(Backend):
 
     @staticmethod
     def _vgb96(problem: Lorenz96Problem, batch: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        import numba
+
         from ._numba_lorenz96 import Data
 
         data = Data(problem)
         args = data.args()
+        budget = default_memory_budget() if problem.memory_budget is None else problem.memory_budget
+        slots = _Slots(data.work, data.slot_bytes(), 8 * (problem.n_control + 1), budget)
+        threads = numba.get_num_threads
 
         def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             U = _writable(check_controls(problem, U))  # shape, B >= 1, real, finite rows: before native code
             B = U.shape[0]
-            X, W = data.work(B)  # per call: each member its own trajectory and work block
+            T = slots.count(B, threads())  # ValueError over the budget, before allocating
             J, G = np.empty(B), np.empty(U.shape)
-            batch(U, *args, X, W, G, J)
+            with slots.take(T) as (X, W):
+                batch(U, *args, X, W, G, J)
             return J, G
 
         return vgb
 
     @staticmethod
     def _vgb63(problem: Lorenz63Problem, batch: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        import numba
+
         steps = np.array(problem.obs_steps, dtype=np.int64)
         obs = np.array(problem.obs_values, dtype=np.float64, order="C")
         steps.setflags(write=False)  # the kernel's signature takes them read-only
@@ -375,13 +558,21 @@ class NumbaBackend(Backend):
         p = np.array([problem.params["sigma"], problem.params["r"], problem.params["beta"], problem.dt])
         nstates, k = problem.last_obs_step + 1, len(steps)
 
+        def make(T: int) -> tuple[np.ndarray, ...]:
+            # the List 2 kernel's w, v (trajectory, multipliers), d (innovations), grad per slot
+            return np.empty((T, nstates, 3)), np.empty((T, nstates, 3)), np.empty((T, k, 3)), np.empty((T, 6))
+
+        # Lorenz63Problem has no memory_budget field: the default (ADJOINTBENCH_MEMORY_BUDGET) bounds it
+        slots = _Slots(make, 8 * (6 * nstates + 3 * k + 6), 8 * (problem.n_control + 1), default_memory_budget())
+        threads = numba.get_num_threads
+
         def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             U = _writable(check_controls(problem, U))
             B = U.shape[0]
-            w, v = np.empty((B, nstates, 3)), np.empty((B, nstates, 3))
-            d, grad = np.empty((B, k, 3)), np.zeros((B, 6))
+            T = slots.count(B, threads())
             J, G = np.empty(B), np.empty(U.shape)
-            batch(U, p, steps, obs, w, v, d, grad, J, G)
+            with slots.take(T) as (w, v, d, grad):
+                batch(U, p, steps, obs, w, v, d, grad, J, G)
             return J, G
 
         return vgb
