@@ -7,36 +7,22 @@ Cases (``ScaleCase``), three axes:
   members of the Lorenz-63 paper problem.
 
 Each case is timed in the pytest process (same gate as every group: the gradient against
-complex step, directional at large N; batch rows against single calls), and its peak memory is
-measured in a separate worker process, one per backend x device x dtype (``_scale_worker.py``):
-before each case the worker collects garbage, hands freed heap back to the kernel
-(``malloc_trim``) and resets the kernel's high-water mark of its resident set
-(``/proc/self/clear_refs``), so the peak it reports is what one value-and-gradient call needed
-above what was resident before it (the problem, the prepared callable, compiled code).
+complex step, directional at large N; batch rows against single calls); its peak memory is
+measured there too (``_memory.py``).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import pickle
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from adjointbench.models import Lorenz96Problem, Problem
 from adjointbench.problem import Lorenz63Problem
-
-WORKER = Path(__file__).with_name("_scale_worker.py")
-
 
 @dataclass(frozen=True)
 class ScaleCase:
@@ -151,58 +137,3 @@ class Estimates:
 
 
 ESTIMATES = Estimates()
-
-
-class MemoryWorker:
-    """A process that prepares a backend on a case and reports one call's peak memory."""
-
-    _workers: dict[tuple, "MemoryWorker"] = {}
-
-    def __init__(self, backend: str, device: str, dtype: str) -> None:
-        self.tmp = tempfile.TemporaryDirectory(prefix="adjointbench-scale-")
-        self.err = open(os.path.join(self.tmp.name, "stderr"), "w+")
-        spec = {"backend": backend, "device": device, "dtype": dtype}
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), json.dumps(spec)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.err, text=True, cwd=self.tmp.name)
-
-    @classmethod
-    def get(cls, backend: str, device: str, dtype: str) -> "MemoryWorker":
-        key = (backend, device, dtype)
-        w = cls._workers.get(key)
-        if w is None or w.proc.poll() is not None:
-            w = cls._workers[key] = cls(*key)
-        return w
-
-    def measure(self, case: ScaleCase) -> dict[str, Any]:
-        path = os.path.join(self.tmp.name, "case.pkl")
-        with open(path, "wb") as f:
-            pickle.dump({"problem": problem_of(case), "U": controls_of(case) if case.batch else None}, f)
-        self.proc.stdin.write(path + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line.strip():
-            self.proc.kill()
-            self.err.seek(0)
-            tail = " ".join(self.err.read().split()[-40:])
-            return {"error": f"memory worker died: {tail}"}
-        return json.loads(line)
-
-    def _stop(self) -> None:
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        except Exception:  # noqa: BLE001 - best effort
-            self.proc.kill()
-        self.err.close()
-        self.tmp.cleanup()
-
-    @classmethod
-    def close(cls, key: tuple) -> None:
-        w = cls._workers.pop(key, None)
-        if w is not None:
-            w._stop()
-
-    @classmethod
-    def close_all(cls) -> None:
-        for key in list(cls._workers):
-            cls.close(key)

@@ -24,8 +24,8 @@ def scale_table(results: pd.DataFrame, *, stat: str = "min") -> pd.DataFrame:
 
     grad_s: one value-and-gradient call (a whole batch for ensembles); per_member_s = grad_s / B;
     x_c: grad_s over the plain-C yardstick's on the same case in the same run; cost_s: the
-    forward-only J (one member); ratio = per-member gradient / forward (the cheap-gradient
-    ratio); peak_bytes: one call's peak resident memory above what was resident before it,
+    forward-only J (single problems); ratio = gradient / forward (the cheap-gradient ratio;
+    none for ensembles, whose measure is the throughput); peak_bytes: one call's peak resident memory above what was resident before it,
     peak_x_trajectory: that over the stored trajectory (what a hand adjoint must keep);
     compile_s: prepare() + first call, in process; throughput: gradients per second.
     """
