@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                 "results/figures regenerates the committed figures)")
     p.add_argument("--stat", choices=STATS, default="min")
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
+    p.add_argument("--scale", action="store_true", help="the scaling study's figure (scale.png) instead of Tbl. 3's")
     p.add_argument("--all-runs", action="store_true", help="every run found (default: per machine and backend x device x dtype, the newest full run, else the newest run)")
 
 
@@ -109,6 +110,71 @@ def call_compile_figure(df, path: Path) -> Path:
     return path
 
 
+def scale_figure(df, path: Path) -> Path:
+    """The scaling study in four panels, one legend: colour = backend, solid = CPU, dashed
+    black = the C yardstick, dotted = an accelerator; one line per machine x device x dtype."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    (ax_t, ax_r), (ax_m, ax_b) = axes
+    backends = [b for b in dict.fromkeys(df["backend"]) if not df.loc[df["backend"] == b, "kind"].str.startswith("yardstick").any()]
+    cmap = plt.get_cmap("tab10" if len(backends) <= 10 else "tab20")
+    color = {b: cmap(i % cmap.N) for i, b in enumerate(backends)}
+
+    def style(backend: str, kind: str, device: str) -> dict:
+        if kind.startswith("yardstick"):
+            return {"color": "black", "ls": "--", "lw": 2.0}
+        return {"color": color[backend], "ls": ":" if device != "cpu" else "-", "lw": 1.4, "marker": "o", "ms": 3}
+
+    single = df[(df["batch"] == 0) & (df["model"] == "lorenz96")]
+    state = single[single["axis"] == "state"]
+    keys = ["machine", "backend", "kind", "device", "dtype"]
+    for key, g in state.groupby(keys, sort=False):
+        g = g.sort_values("n")
+        st = style(key[1], key[2], key[3])
+        ax_t.plot(g["n"], g["grad_s"], **st)
+        if g["ratio"].notna().any() and not key[2].startswith("yardstick"):
+            ax_r.plot(g["n"], g["ratio"], **st)
+    for key, g in single.groupby(keys, sort=False):
+        g = g.assign(work=g["n"] * g["nsteps"]).sort_values("work")
+        if g["peak_bytes"].notna().any():  # points: a state and a window case may share N x steps
+            ax_m.plot(g["work"], g["peak_bytes"] / 2**20, **{**style(key[1], key[2], key[3]), "ls": "none"})
+    ens = df[(df["batch"] > 0) & (df["model"] == "lorenz96")]
+    for key, g in ens.groupby(keys, sort=False):
+        g = g.sort_values("batch")
+        ax_b.plot(g["batch"], g["throughput"], **style(key[1], key[2], key[3]))
+    for ax, xl, yl, title in (
+        (ax_t, "N (Lorenz-96 variables), 40 RK4 steps", "time per gradient, s", "time vs state size"),
+        (ax_r, "N", "gradient time / forward-only time", "cheap-gradient ratio"),
+        (ax_m, "N x steps (state and window cases)", "peak memory of one gradient, MiB", "memory vs N x window"),
+        (ax_b, "ensemble size B (Lorenz-96, N = 40)", "gradients per second", "throughput vs ensemble size"),
+    ):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.set_title(title, fontsize=10)
+        ax.grid(which="both", alpha=0.3)
+    ax_r.set_yscale("linear")
+    ax_r.axhspan(3, 5, color="0.85", alpha=0.5, zorder=0)
+    ax_r.text(0.02, 0.97, "grey band: the cheap-gradient bound (3-5)", transform=ax_r.transAxes, fontsize=7, va="top")
+    handles = [Line2D([], [], color=color[b], lw=1.4, marker="o", ms=3, label=b) for b in backends]
+    handles.append(Line2D([], [], color="black", ls="--", lw=2.0, label="C gcc -O3 (yardstick)"))
+    if (df["device"] != "cpu").any():
+        handles.append(Line2D([], [], color="0.3", ls=":", label="dotted: accelerator"))
+    machines = ", ".join(dict.fromkeys(df["hardware"]))
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8, frameon=False)
+    fig.suptitle(f"Lorenz-96 4D-Var gradient: scaling ({machines})", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     require(NAME, "bench", "pandas", "matplotlib")
     from .. import report
@@ -121,6 +187,10 @@ def run(args: argparse.Namespace) -> int:
                           if p.is_dir() and p.name not in ("figures", "baseline")]
     out = Path(args.out) if args.out else root / "runs" / "figures"
     out.mkdir(parents=True, exist_ok=True)
+    if args.scale:
+        results = report.load_results(paths, latest=not args.all_runs)
+        print(scale_figure(report.scale_table(results, stat=args.stat), out / "scale.png"))
+        return 0
     df = report.load(paths, stat=args.stat, paper=not args.no_paper, latest=not args.all_runs)
     for f in (tbl3_figure(df, out / "tbl3.png"), call_compile_figure(df, out / "call_vs_compile.png")):
         print(f)
