@@ -3,7 +3,8 @@
 Randomised problems (n in {4, 5, 7, 40, random}, observation steps including 0 and the last,
 with and without a background) against complex step; float32 at the float32 tolerance of
 test_ad_backends.py; one problem with n >= 1e5 by complex-step directional derivatives;
-``prepare_batch`` rows against single calls; bad batches and a missing GPU as ValueError.
+``prepare_batch`` rows against single calls; bad batches and a missing GPU as ValueError;
+the forward-only cost (``prepare_cost``) against the gradient's J and ``problem.cost``.
 torch-compile (Inductor, ~10 s per compile here) only when ADJOINTBENCH_TORCH_COMPILE=1 is set.
 """
 
@@ -16,7 +17,7 @@ import adjointbench as ab
 from adjointbench import verify
 from adjointbench.models import Lorenz96Problem
 from adjointbench.models import lorenz96_equations as l96
-from adjointbench.testing import random_problem
+from adjointbench.testing import random_problem, random_problem96
 from conftest import backend_or_skip
 from test_ad_backends import FLOAT32_TOLERANCE, is_float32
 
@@ -162,6 +163,7 @@ def test_gpu_device_name(rng):
             assert vg.device == "gpu" and vg.info["torch_device"].startswith("cuda")
             assert verify.check_vg("torch", vg, p).passed
         assert b.prepare_batch(p, device="gpu").device == "gpu"
+        assert b.prepare_cost(p, device="gpu")(p.u0) == pytest.approx(b.prepare(p)(p.u0)[0], rel=1e-13)
         return
     assert b.devices() == ["cpu"]
     for name in ("gpu", "cuda"):
@@ -169,8 +171,76 @@ def test_gpu_device_name(rng):
             b.prepare(p, device=name)
         with pytest.raises(ValueError, match="no CUDA device"):
             b.prepare_batch(p, device=name)
+        with pytest.raises(ValueError, match="no CUDA device"):
+            b.prepare_cost(p, device=name)
     with pytest.raises(ValueError, match="device"):
         b.prepare(p, device="tpu")
+
+
+# ---- forward-only cost (prepare_cost) ---------------------------------------------------------
+
+
+def cost_problems(rng, control, float32=False):
+    """Random problems of both models.  ``float32``: windows short enough (Lorenz-63 <= 20
+    steps, Lorenz-96 <= 6) that float32 rounding, amplified along the chaotic trajectory,
+    stays below 1e-5 of J (3000 draws each: largest 7e-6; with 30 / 10 steps 0.07% of the
+    draws exceed 1e-5)."""
+    l63, l96 = (20, 6) if float32 else (250, 30)
+    out = [random_problem(rng, control, max_steps=l63) for _ in range(2)]
+    out += [random_problem96(rng, control, n=n, max_steps=l96) for n in (4, 7, 40, None)]
+    return out
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_cost_equals_gradient_J_and_python_cost(control, rng):
+    b = backend_or_skip("torch")
+    assert b.has_cost("lorenz63") and b.has_cost("lorenz96")
+    for p in cost_problems(rng, control):
+        cost, vg = b.prepare_cost(p), b.prepare(p)
+        for u in (p.u0, perturbed(rng, p)):
+            J = cost(u)
+            assert isinstance(J, float)
+            assert J == vg(u)[0], p.to_json()  # the tape's forward is the same arithmetic
+            assert J == pytest.approx(float(p.cost(u)), rel=1e-12), p.to_json()
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_float32_cost_within_1e5_of_float64(control, rng):
+    b = backend_or_skip("torch")
+    for p in cost_problems(rng, control, float32=True):
+        cost32, cost64, vg32 = b.prepare_cost(p, dtype="float32"), b.prepare_cost(p), b.prepare(p, dtype="float32")
+        for u in (p.u0, perturbed(rng, p)):
+            J32 = cost32(u)
+            assert isinstance(J32, float) and is_float32(np.array([J32]))
+            assert J32 == vg32(u)[0]
+            assert J32 == pytest.approx(cost64(u), rel=1e-5), p.to_json()
+
+
+def test_cost_records_no_tape_and_checks_input(rng):
+    """Nothing is saved for a backward pass (the gradient call, for contrast, saves tensors);
+    bad controls are ValueError before torch runs."""
+    b = backend_or_skip("torch")
+    import torch
+
+    saved = []
+
+    def pack(t):
+        saved.append(t.shape)
+        return t
+
+    for p in (random_problem96(rng, "state+params", max_steps=5), random_problem(rng, "state", max_steps=5)):
+        cost = b.prepare_cost(p)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            J = cost(p.u0)
+            assert not saved
+            assert b.prepare(p)(p.u0)[0] == J and saved
+        saved.clear()
+        m = p.n_control
+        for bad in (np.zeros(m - 1), np.zeros(m + 1), np.zeros((1, m)), np.zeros(m, dtype=complex),
+                    np.full(m, np.nan), np.r_[np.zeros(m - 1), np.inf], "abc", ["a"] * m):
+            with pytest.raises(ValueError):
+                cost(bad)
+        assert cost(list(p.u0)) == J
 
 
 @pytest.mark.skipif(os.environ.get("ADJOINTBENCH_TORCH_COMPILE") != "1",
@@ -194,3 +264,7 @@ def test_torch_compile_lorenz96_and_batch(rng):
             np.testing.assert_allclose(G[i], gi, rtol=1e-11, atol=1e-12 * np.max(np.abs(gi)))
     with pytest.raises(ValueError):
         vgb(np.zeros((0, p.n_control)))
+    cost = b.prepare_cost(p)  # the cost alone, compiled
+    for u in (p.u0, perturbed(rng, p)):
+        assert cost(u) == pytest.approx(vg(u)[0], rel=1e-13)
+        assert cost(u) == pytest.approx(float(p.cost(u)), rel=1e-12)
