@@ -140,6 +140,8 @@ def test_discontinuous_hand_adjoint_equals_complex_step(rng):
 
 def test_table4_cli_quick_json(tmp_path):
     pytest.importorskip("torch")
+    full = tmp_path / "table4.json"
+    full.write_text('{"a full run": true}\n')  # a reduced run must never replace a full one
     rc, out, err = cli("experiment", "table4", "--quick", "--json", "--backend", "numpy", "--outdir", str(tmp_path))
     assert rc == 0, err
     cells = json.loads(out)
@@ -149,7 +151,8 @@ def test_table4_cli_quick_json(tmp_path):
         assert 0 <= c["converged"] <= c["total"] == 30
     # without line search every run from these first guesses finds the global minimum (Tbl. 4, row 1)
     assert all(c["converged"] == c["total"] for c in cells if not c["line_search"])
-    assert (tmp_path / "table4.json").exists() and (tmp_path / "table4.md").exists()
+    assert (tmp_path / "quick" / "table4.json").exists() and (tmp_path / "quick" / "table4.md").exists()
+    assert full.read_text() == '{"a full run": true}\n' and not (tmp_path / "table4.md").exists()
 
 
 def test_table4_jax_leaves_the_x64_flag_alone(tmp_path):

@@ -17,8 +17,9 @@ from .base import (
 
 #: display order of the public backend names (DESIGN.md); unknown names follow alphabetically
 ORDER = (
-    "numpy", "numba", "cython", "enzyme", "enzyme-jit", "jax", "jax-nojit", "enzyme-jax",
-    "torch", "torch-compile", "complex-step", "fd",
+    "numpy", "numba", "cython", "fortran", "enzyme", "enzyme-jit", "adolc", "adolc-retape", "jax", "jax-nojit",
+    "enzyme-jax", "jax-sharded", "torch", "torch-compile", "drjit", "warp", "tensorflow", "tensorflow-xla",
+    "autograd", "pytensor", "casadi", "complex-step", "fd",
 )
 
 
