@@ -8,6 +8,7 @@ tracing happen, so that what is timed afterwards is the gradient alone.
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -130,6 +131,28 @@ def check_descent_args(iterations: int, step: float) -> None:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
     if not (isinstance(step, (int, float, np.floating)) and np.isfinite(step)):
         raise ValueError(f"step must be a finite number, got {step!r}")
+
+
+#: the thread count of the OpenMP batches (cython, fortran): the user's, read at prepare
+THREADS_ENV = "OMP_NUM_THREADS"
+
+
+def requested_threads(default: int) -> int:
+    """The thread count the user asked for (OMP_NUM_THREADS, read now), else ``default``.
+
+    OMP_NUM_THREADS may be a list ("4,2", one count per nesting level): the first entry counts.
+    """
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return max(1, int(default))
+    first = raw.split(",")[0].strip()
+    try:
+        value = int(first)
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {raw!r}")
+    return value
 
 
 def missing_modules(*modules: str) -> str | None:

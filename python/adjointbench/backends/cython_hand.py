@@ -25,7 +25,6 @@ extension built without OpenMP runs the rows serially (``info["openmp"]`` is Fal
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import numpy as np
@@ -34,11 +33,12 @@ from .. import native
 from ..models import Lorenz96Problem
 from ..models.lorenz96 import default_memory_budget
 from ..problem import PARAM_NAMES, Lorenz63Problem
-from .base import Backend, DescentResult, Prepared, PreparedBatch, check_controls, native_descent
+from .base import (
+    Backend, DescentResult, Prepared, PreparedBatch, check_controls, native_descent, requested_threads,
+)
 
 MODULE = "_cython_hand"
 MODULE96 = "_cython_lorenz96"
-THREADS_ENV = "OMP_NUM_THREADS"
 
 
 def _module(name: str):
@@ -70,24 +70,6 @@ def _hand_adjoint(problem: Lorenz63Problem):
 
 def _adjoint96(problem: Lorenz96Problem):
     return _kernel96("Lorenz96Adjoint", problem)
-
-
-def requested_threads(default: int) -> int:
-    """The thread count the user asked for (OMP_NUM_THREADS, read now), else ``default``.
-
-    OMP_NUM_THREADS may be a list ("4,2", one count per nesting level): the first entry counts.
-    """
-    raw = os.environ.get(THREADS_ENV, "").strip()
-    if not raw:
-        return max(1, int(default))
-    first = raw.split(",")[0].strip()
-    try:
-        value = int(first)
-    except ValueError:
-        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {raw!r}")
-    return value
 
 
 def _batch_threads(mod: Any, problem: Any) -> tuple[int, dict[str, Any]]:
