@@ -115,7 +115,15 @@ class Estimates:
     def __init__(self) -> None:
         self.last: dict[tuple, tuple[ScaleCase, float, float]] = {}
 
-    def check(self, who: tuple, case: ScaleCase, mode: str) -> None:
+    def check(self, who: tuple, case: ScaleCase, mode: str, backend=None) -> None:
+        bound = getattr(backend, "max_work", None)
+        if bound is not None and bound(case.model) is not None:
+            # a backend that builds the whole window as a graph (CasADi) states how large it can go;
+            # quick runs stay at a tenth of that (its prepare grows with the graph)
+            limit = bound(case.model) // (10 if mode == "quick" else 1)
+            if case.n * case.nsteps > limit:
+                pytest.skip(f"{who[0]}: graph of {case.n * case.nsteps} variable-steps > {limit} "
+                            f"({'a tenth of ' if mode == 'quick' else ''}its stated bound)")
         small = SMALL_ONLY.get(who[0])
         if small is not None and case.work > small:
             pytest.skip(f"{who[0]}: seconds per call whatever the size; small cases only (work <= {small})")

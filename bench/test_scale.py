@@ -62,7 +62,7 @@ def test_scale(benchmark, case: Case, scase: ScaleCase, pol, request):
         pytest.skip(why)
     mode = _mode(request)
     who = (case.backend, case.device, case.dtype)
-    ESTIMATES.check(who, scase, mode)
+    ESTIMATES.check(who, scase, mode, b)
     problem = problem_of(scase)
     tol = GATE_TOLERANCE.get(case.dtype, 1e-3)
     opts = {"device": case.device, "dtype": case.dtype}
