@@ -73,6 +73,13 @@ def commit_id(root: Path) -> str:
     return out.stdout.strip() or "nogit"
 
 
+def output_folder(root: Path, machine: str, *, out: str | None = None, results: bool = False) -> Path:
+    """Where a run is saved: --out, else results/<machine>/ (--results), else runs/<machine>/."""
+    if out:
+        return Path(out)
+    return root / ("results" if results else "runs") / machine
+
+
 def place(tmp: Path, folder: Path, stem: str) -> Path:
     """Link tmp to a new name in folder (never replacing one), then drop tmp."""
     for n in range(1000):
@@ -137,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     problem_specs(args)
     root = checkout_root()
     machine = report.machine_context_cached()["machine"]
-    folder = Path(args.out) if args.out else root / ("results" if args.results else "runs") / machine
+    folder = output_folder(root, machine, out=args.out, results=args.results)
     folder.mkdir(parents=True, exist_ok=True)
     mode = ("scale-" if args.scale else "") + ("quick" if args.quick else "full")
     stem = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}_{mode}_{commit_id(root)}"
