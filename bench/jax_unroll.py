@@ -55,7 +55,7 @@ def main() -> int:
           f"default unroll {jm.default_unroll(jm.jax_device(a.device), a.backend, a.model)}")
     print(f"{'unroll':>6} {'compile s':>10} {'per call µs':>12} {'median µs':>10} {'101 evals ms':>13} {'fused ms':>9} {'rel err':>9}")
     for k in a.unroll:
-        vg = jm.jit_vg(problem, a.device, a.dtype, differentiate, info={}, unroll=k)
+        vg = jm.jit_vg(problem, a.device, a.dtype, differentiate, info={}, unroll=k, route=a.backend)
         err = verify.check_vg(a.backend, vg, problem).grad_error
         times = []
         t_end = time.perf_counter() + a.seconds
@@ -65,7 +65,8 @@ def main() -> int:
             times.append(time.perf_counter() - t0)
         fused = [float("nan")]
         if not a.no_fused:
-            run = jm.jit_descent(problem, a.device, a.dtype, differentiate, 101, 5e-4, info={}, unroll=k)
+            run = jm.jit_descent(problem, a.device, a.dtype, differentiate, 101, 5e-4, info={}, unroll=k,
+                                 route=a.backend)
             fused = []
             for _ in range(5):
                 t0 = time.perf_counter()

@@ -1,7 +1,10 @@
-"""The Lorenz (1963) forward model and 4D-Var cost written once in ``jax.numpy``.
+"""The Lorenz (1963) forward model and 4D-Var cost written once in ``jax.numpy``, and the
+device/precision/compile logic of the JAX backends for every model.
 
 Shared by the backends ``jax``, ``jax-nojit`` (``jax_ad.py``) and ``enzyme-jax``
 (``enzyme_jax.py``): they differ only in how this one cost is differentiated and run.
+Lorenz-96's cost is ``_jax_lorenz96.py``; :func:`cost_for` picks the model's, and everything
+below it (single, batched and fused callables) is model-agnostic.
 
 Design choices (paper §3-4):
 
@@ -16,12 +19,16 @@ Design choices (paper §3-4):
   thread-local ``jax.enable_x64(True)`` context (:func:`x64`), so the user's own JAX code
   keeps its default (float32) precision.  The flag is a tracing-time setting, hence
   the context around each call too (it costs well under a microsecond).
+* Batches (``prepare_batch``) are ``jax.vmap`` of the same value-and-gradient: one XLA
+  executable computes all B members (the time loop is one scan over (B, N) states), compiled
+  ahead of time once per batch size B on first use.
 * This module imports JAX at import time; only the backend modules' methods import it,
   so the package imports without JAX.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -31,8 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..models import Problem
 from ..problem import Lorenz63Problem
-from .base import DescentResult, Prepared
+from .base import DescentResult, Prepared, PreparedBatch, check_controls
 
 Cost = Callable[[jax.Array], jax.Array]
 
@@ -41,6 +49,7 @@ PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "tpu": "tpu"}
 #: scan unroll per differentiation route and platform, measured by bench/jax_unroll.py (numbers
 #: in bench/README.md): JAX's own AD gains from 2 on CPU and 12 on a GPU; Enzyme-MLIR's
 #: gradient of the 2-unrolled loop was 3x slower per call on CPU (25 -> 76 us), so it keeps 1
+#: (Lorenz-63; Lorenz-96's table is ``_jax_lorenz96.UNROLL``)
 UNROLL = {"jax": {"cpu": 2, "gpu": 12}, "enzyme-jax": {"cpu": 1}}
 
 
@@ -78,9 +87,18 @@ def device_report(dev: jax.Device) -> dict[str, Any]:
     return {"jax_device": str(dev), "device_kind": dev.device_kind, "jax_version": jax.__version__}
 
 
-def default_unroll(dev: jax.Device, route: str = "jax") -> int:
-    """Euler steps per iteration of the scan's XLA while loop for this AD route on this device."""
-    return UNROLL[route].get(platform_name(dev), 1)
+def unroll_table(model: str = "lorenz63") -> dict[str, dict[str, int]]:
+    """The measured scan unroll per AD route and platform for ``model``."""
+    if model == "lorenz96":
+        from . import _jax_lorenz96
+
+        return _jax_lorenz96.UNROLL
+    return UNROLL
+
+
+def default_unroll(dev: jax.Device, route: str = "jax", model: str = "lorenz63") -> int:
+    """Time steps per iteration of the scan's XLA while loop for this model, AD route and device."""
+    return unroll_table(model)[route].get(platform_name(dev), 1)
 
 
 def platform_name(dev: jax.Device) -> str:
@@ -157,14 +175,25 @@ def descent(
     return run
 
 
+def cost_for(problem: Problem, dtype: str = "float64", unroll: int = 1, route: str = "jax") -> Cost:
+    """The ``jax.numpy`` cost J(u) of ``problem``'s model (Lorenz-63 here, Lorenz-96 in
+    ``_jax_lorenz96.py``), as AD route ``route`` gets it (``_jax_lorenz96.MIN_TRIP``)."""
+    if problem.model == "lorenz96":
+        from . import _jax_lorenz96
+
+        return _jax_lorenz96.make_cost(problem, dtype, unroll, _jax_lorenz96.MIN_TRIP.get(route, 0))
+    return make_cost(problem, dtype, unroll)
+
+
 # ---- preparing the callables the backends return -----------------------------------------
 
 Differentiate = Callable[[Cost], Callable[[jax.Array], tuple[jax.Array, jax.Array]]]
 
 
-def _spec(n: int, dtype: str, dev: jax.Device) -> jax.ShapeDtypeStruct:
+def _spec(shape: int | tuple[int, ...], dtype: str, dev: jax.Device) -> jax.ShapeDtypeStruct:
     """Abstract argument that pins the compiled executable to ``dev``."""
-    return jax.ShapeDtypeStruct((n,), np_dtype(dtype), sharding=jax.sharding.SingleDeviceSharding(dev))
+    shape = (shape,) if isinstance(shape, int) else shape
+    return jax.ShapeDtypeStruct(shape, np_dtype(dtype), sharding=jax.sharding.SingleDeviceSharding(dev))
 
 
 def _compile(fn: Callable, spec: jax.ShapeDtypeStruct) -> tuple[Any, dict[str, float]]:
@@ -179,14 +208,14 @@ def _compile(fn: Callable, spec: jax.ShapeDtypeStruct) -> tuple[Any, dict[str, f
 
 
 def jit_vg(
-    problem: Lorenz63Problem, device: str, dtype: str, differentiate: Differentiate, info: dict[str, Any],
+    problem: Problem, device: str, dtype: str, differentiate: Differentiate, info: dict[str, Any],
     unroll: int | None = None, route: str = "jax",
 ) -> Prepared:
     """vg(u) backed by one AOT-compiled XLA executable of ``differentiate(cost)``."""
     dev = jax_device(device)
     npdt = np_dtype(dtype)
-    unroll = default_unroll(dev, route) if unroll is None else unroll
-    compiled, times = _compile(differentiate(make_cost(problem, dtype, unroll)), _spec(problem.n_control, dtype, dev))
+    unroll = default_unroll(dev, route, problem.model) if unroll is None else unroll
+    compiled, times = _compile(differentiate(cost_for(problem, dtype, unroll, route)), _spec(problem.n_control, dtype, dev))
     check = problem.check_control
 
     def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
@@ -205,7 +234,7 @@ def jit_vg(
     )
 
 
-def eager_vg(problem: Lorenz63Problem, device: str, dtype: str, info: dict[str, Any]) -> Prepared:
+def eager_vg(problem: Problem, device: str, dtype: str, info: dict[str, Any]) -> Prepared:
     """vg(u) with ``jax.disable_jit()``: every operation dispatched one at a time from Python.
 
     Under ``disable_jit`` the ``lax.scan`` of the time loop runs as a Python loop too, so this
@@ -213,7 +242,7 @@ def eager_vg(problem: Lorenz63Problem, device: str, dtype: str, info: dict[str, 
     """
     dev = jax_device(device)
     npdt = np_dtype(dtype)
-    value_and_grad = jax.value_and_grad(make_cost(problem, dtype))
+    value_and_grad = jax.value_and_grad(cost_for(problem, dtype))
     check = problem.check_control
 
     def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
@@ -227,10 +256,94 @@ def eager_vg(problem: Lorenz63Problem, device: str, dtype: str, info: dict[str, 
                     info={**device_report(dev), **info})
 
 
+class _PerBatchSize:
+    """AOT executables of one batched function, compiled on first use of each batch size B.
+
+    An XLA executable has static shapes and a batch size is known only at the call, so each
+    new B costs one compile (timed into ``times[B]``), later calls with that B none.  The lock
+    makes two threads asking for a new B at once compile it once.
+    """
+
+    def __init__(self, fn: Callable, n: int, dtype: str, dev: jax.Device) -> None:
+        self._fn, self._n, self._dtype, self._dev = fn, n, dtype, dev
+        self._compiled: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        #: seconds of trace+lower+compile per batch size compiled so far
+        self.times: dict[int, float] = {}
+
+    def __call__(self, B: int) -> Any:
+        exe = self._compiled.get(B)
+        if exe is None:
+            with self._lock:
+                exe = self._compiled.get(B)
+                if exe is None:
+                    exe, times = _compile(self._fn, _spec((B, self._n), self._dtype, self._dev))
+                    self.times[B] = sum(times.values())
+                    self._compiled[B] = exe
+        return exe
+
+
+def vmap_of(differentiate: Differentiate) -> Differentiate:
+    """cost -> ``jax.vmap(differentiate(cost))``: U (B, n_u) -> (J[B], G[B, n_u])."""
+    return lambda cost: jax.vmap(differentiate(cost))
+
+
+def jit_vgb(
+    problem: Problem, device: str, dtype: str, batched: Differentiate, info: dict[str, Any],
+    unroll: int | None = None, route: str = "jax",
+) -> PreparedBatch:
+    """vgb(U) backed by the AOT-compiled ``batched(cost)`` (idiom "vmap").
+
+    ``batched`` maps the single-control cost to U (B, n_u) -> (J[B], G[B, n_u]), typically
+    :func:`vmap_of` ``jax.value_and_grad``.  vmap turns the scan over (N,) states into one
+    scan over (B, N) states, so each time step is one set of vector operations over every
+    member; each row is what ``jit_vg`` gives, to rounding (XLA may fuse the batched
+    operations differently).  Compiled once per batch size, on its first call.
+    """
+    dev = jax_device(device)
+    npdt = np_dtype(dtype)
+    unroll = default_unroll(dev, route, problem.model) if unroll is None else unroll
+    executable = _PerBatchSize(batched(cost_for(problem, dtype, unroll, route)), problem.n_control, dtype, dev)
+
+    def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        U = check_controls(problem, U).astype(npdt, copy=False)
+        run = executable(U.shape[0])
+        with x64():
+            J, G = run(U)
+            G.block_until_ready()
+            return np.array(J, dtype=np.float64), np.array(G, dtype=np.float64)
+
+    return PreparedBatch(
+        vgb, problem, idiom="vmap", device=platform_name(dev), dtype=dtype, compile_s=None,
+        info={**device_report(dev), "scan_unroll": unroll, "batch_compile_s": executable.times, **info},
+    )
+
+
+def eager_vgb(problem: Problem, device: str, dtype: str, info: dict[str, Any]) -> PreparedBatch:
+    """vgb(U): ``jax.vmap`` of the eager value-and-gradient under ``jax.disable_jit()``.
+
+    Each primitive is still dispatched from Python, once for the whole batch (the ops act
+    on (B, N) arrays), so a batch costs about what one call costs, not B times it.
+    """
+    dev = jax_device(device)
+    npdt = np_dtype(dtype)
+    value_and_grad = jax.vmap(jax.value_and_grad(cost_for(problem, dtype)))
+
+    def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        U = check_controls(problem, U).astype(npdt, copy=False)
+        with x64(), jax.disable_jit(), jax.default_device(dev):
+            J, G = value_and_grad(jax.device_put(U, dev))
+            G.block_until_ready()
+            return np.array(J, dtype=np.float64), np.array(G, dtype=np.float64)
+
+    return PreparedBatch(vgb, problem, idiom="vmap", device=platform_name(dev), dtype=dtype, compile_s=None,
+                         info={**device_report(dev), **info})
+
+
 class FusedDescent:
     """The whole Tbl. 3 descent as one compiled ``lax.fori_loop``: ``run(u0) -> DescentResult``."""
 
-    def __init__(self, compiled: Any, problem: Lorenz63Problem, device: str, dtype: str,
+    def __init__(self, compiled: Any, problem: Problem, device: str, dtype: str,
                  times: dict[str, float], info: dict[str, Any]) -> None:
         self._compiled = compiled
         self._check = problem.check_control
@@ -248,12 +361,12 @@ class FusedDescent:
 
 
 def jit_descent(
-    problem: Lorenz63Problem, device: str, dtype: str, differentiate: Differentiate,
+    problem: Problem, device: str, dtype: str, differentiate: Differentiate,
     iterations: int, step: float, info: dict[str, Any], unroll: int | None = None, route: str = "jax",
 ) -> FusedDescent:
     dev = jax_device(device)
-    unroll = default_unroll(dev, route) if unroll is None else unroll
-    run = descent(differentiate(make_cost(problem, dtype, unroll)), iterations, step, dtype)
+    unroll = default_unroll(dev, route, problem.model) if unroll is None else unroll
+    run = descent(differentiate(cost_for(problem, dtype, unroll, route)), iterations, step, dtype)
     compiled, times = _compile(run, _spec(problem.n_control, "float64", dev))
     return FusedDescent(compiled, problem, platform_name(dev), dtype, times,
                         {**device_report(dev), "scan_unroll": unroll, **info})
