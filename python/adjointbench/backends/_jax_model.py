@@ -234,6 +234,37 @@ def jit_vg(
     )
 
 
+def jit_cost(problem: Problem, device: str, dtype: str, route: str = "jax") -> Callable[[np.ndarray], float]:
+    """Forward-only J(u): the same cost, AOT-compiled by XLA without differentiation (no tape)."""
+    dev = jax_device(device)
+    npdt = np_dtype(dtype)
+    unroll = default_unroll(dev, route, problem.model)
+    compiled, _ = _compile(cost_for(problem, dtype, unroll, route), _spec(problem.n_control, dtype, dev))
+    check = problem.check_control
+
+    def J(u: np.ndarray) -> float:
+        u = check(u).astype(npdt, copy=False)
+        with x64():
+            return float(compiled(u))  # float() waits for the device
+
+    return J
+
+
+def eager_cost(problem: Problem, device: str, dtype: str) -> Callable[[np.ndarray], float]:
+    """Forward-only J(u) under ``jax.disable_jit()``, operation by operation."""
+    dev = jax_device(device)
+    npdt = np_dtype(dtype)
+    cost = cost_for(problem, dtype)
+    check = problem.check_control
+
+    def J(u: np.ndarray) -> float:
+        u = check(u).astype(npdt, copy=False)
+        with x64(), jax.disable_jit(), jax.default_device(dev):
+            return float(cost(jax.device_put(u, dev)))
+
+    return J
+
+
 def eager_vg(problem: Problem, device: str, dtype: str, info: dict[str, Any]) -> Prepared:
     """vg(u) with ``jax.disable_jit()``: every operation dispatched one at a time from Python.
 

@@ -115,6 +115,14 @@ class EnzymeJaxBackend(Backend):
 
     _prepare_descent_lorenz96 = _prepare_descent
 
+    def _prepare_cost(self, problem: Problem, *, device: str, dtype: str):
+        # the forward pass is plain JAX (Enzyme-MLIR differentiates it): the primal compiled by XLA
+        from . import _jax_model
+
+        return _jax_model.jit_cost(problem, device, dtype, route=self.name)
+
+    _prepare_cost_lorenz96 = _prepare_cost
+
     def _prepare_batch(self, problem: Problem, *, device: str, dtype: str) -> PreparedBatch:
         from . import _jax_model
 

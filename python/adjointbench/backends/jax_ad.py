@@ -68,6 +68,13 @@ class JaxBackend(_JaxBase):
 
     _prepare_descent_lorenz96 = _prepare_descent
 
+    def _prepare_cost(self, problem: Problem, *, device: str, dtype: str):
+        from . import _jax_model
+
+        return _jax_model.jit_cost(problem, device, dtype)
+
+    _prepare_cost_lorenz96 = _prepare_cost
+
     def _prepare_batch(self, problem: Problem, *, device: str, dtype: str) -> PreparedBatch:
         import jax
 
@@ -91,6 +98,13 @@ class JaxNoJitBackend(_JaxBase):
         return _jax_model.eager_vg(problem, device, dtype, info={"mode": "jax.disable_jit"})
 
     _prepare_lorenz96 = _prepare
+
+    def _prepare_cost(self, problem: Problem, *, device: str, dtype: str):
+        from . import _jax_model
+
+        return _jax_model.eager_cost(problem, device, dtype)
+
+    _prepare_cost_lorenz96 = _prepare_cost
 
     def _prepare_batch(self, problem: Problem, *, device: str, dtype: str) -> PreparedBatch:
         from . import _jax_model
