@@ -9,7 +9,7 @@ below it (single, batched and fused callables) is model-agnostic.
 Design choices (paper §3-4):
 
 * The time loop is a ``lax.scan`` (List 1 as the scan body).  A Python loop under ``jit`` is
-  unrolled, so XLA's compile time grows with the number of steps (issue 5 cites 7-12 minutes
+  unrolled, so XLA's compile time grows with the number of steps (7-12 minutes were reported
   for the paper's code); a scan compiles in a fraction of a second whatever the window.
 * A problem is fixed per ``prepare``, so its observation steps, values and the window length
   (``problem.last_obs_step``) are baked in as constants: shapes are static, the scan stops at
