@@ -48,6 +48,19 @@ def control_names(control: str) -> tuple[str, ...]:
     raise ValueError(f"unknown control {control!r}; expected one of {', '.join(CONTROLS)}")
 
 
+def control_vector(u: Any, n_control: int, control: str) -> np.ndarray:
+    """``u`` as a C-contiguous float64 vector of length ``n_control``, or ValueError (any model)."""
+    arr = np.asarray(u)
+    if arr.shape != (n_control,):
+        raise ValueError(f"control vector must have shape ({n_control},) for control {control!r}, got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ValueError(f"control vector must be real, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("control vector must be finite")
+    return arr
+
+
 def _finite_float(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{what} must be a real number, got {value!r}")
@@ -181,17 +194,7 @@ class Lorenz63Problem:
 
     def check_control(self, u: Any) -> np.ndarray:
         """Return ``u`` as a float64 vector of the right length, or raise ValueError."""
-        arr = np.asarray(u)
-        if arr.shape != (self.n_control,):
-            raise ValueError(
-                f"control vector must have shape ({self.n_control},) for control {self.control!r}, got {arr.shape}"
-            )
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise ValueError(f"control vector must be real, got dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("control vector must be finite")
-        return arr
+        return control_vector(u, self.n_control, self.control)
 
     def split(self, u: Any) -> tuple[Any, Any, Any, Any]:
         """(state, sigma, r, beta) for control vector u (real or complex, not copied)."""

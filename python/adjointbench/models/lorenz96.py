@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..problem import CONTROLS, _finite_float, _int, read_problem_text
+from ..problem import CONTROLS, _finite_float, _int, control_vector, read_problem_text
 
 MODEL = "lorenz96"
 SCHEMES = ("rk4",)
@@ -261,17 +261,7 @@ class Lorenz96Problem:
 
     def check_control(self, u: Any) -> np.ndarray:
         """Return ``u`` as a float64 vector of the right length, or raise ValueError."""
-        arr = np.asarray(u)
-        if arr.shape != (self.n_control,):
-            raise ValueError(
-                f"control vector must have shape ({self.n_control},) for control {self.control!r}, got {arr.shape}"
-            )
-        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-            raise ValueError(f"control vector must be real, got dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("control vector must be finite")
-        return arr
+        return control_vector(u, self.n_control, self.control)
 
     def split(self, u: Any) -> tuple[Any, Any]:
         """(x_0, F) for control vector u (real or complex; x_0 not copied)."""
