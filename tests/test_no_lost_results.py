@@ -87,3 +87,40 @@ def test_readme_regress_command_runs_as_written(capsys, monkeypatch):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "baseline:" in out and "current:" in out and "no regression" in out
+
+
+def test_progress_lines_on_a_terminal_only(monkeypatch):
+    """bench/: a line per case with elapsed and estimated time left on a terminal; none in CI."""
+    import importlib.util
+    import sys
+
+    pytest.importorskip("pytest_benchmark")
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_conftest", ROOT / "bench" / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    class Reporter:
+        def __init__(self):
+            self.lines = []
+
+        def write_line(self, line, **_):
+            self.lines.append(line)
+
+    r = Reporter()
+    p = mod._Progress(r, total=3)
+    for node in ("bench/a.py::test_x[numpy]", "bench/a.py::test_x[jax]", "bench/b.py::test_y[torch]"):
+        p.start(node)
+    assert r.lines[0].startswith("[1/3 0:00] test_x[numpy]")
+    assert "left]" in r.lines[1] and r.lines[2].endswith("test_y[torch]")
+
+    class Config:
+        def getoption(self, name):
+            return 0
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.delenv("CI", raising=False)
+    assert mod._progress_wanted(Config())
+    monkeypatch.setenv("CI", "true")
+    assert not mod._progress_wanted(Config())
+    sys.modules.pop("_bench", None)
