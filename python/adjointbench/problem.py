@@ -61,6 +61,13 @@ def control_vector(u: Any, n_control: int, control: str) -> np.ndarray:
     return arr
 
 
+def _choice(value: Any, choices: tuple[str, ...], what: str) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError listing them."""
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(choices)}")
+    return value
+
+
 def _finite_float(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{what} must be a real number, got {value!r}")
@@ -117,10 +124,8 @@ class Lorenz63Problem:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; expected one of {', '.join(MODELS)}")
-        if self.control not in CONTROLS:
-            raise ValueError(f"unknown control {self.control!r}; expected one of {', '.join(CONTROLS)}")
+        _choice(self.model, MODELS, "model")
+        _choice(self.control, CONTROLS, "control")
         dt = _finite_float(self.dt, "dt")
         if dt <= 0:
             raise ValueError(f"dt must be > 0, got {dt!r}")

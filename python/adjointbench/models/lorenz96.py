@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..problem import CONTROLS, _finite_float, _int, control_vector, read_problem_text
+from ..problem import CONTROLS, _choice, _finite_float, _int, control_vector, read_problem_text
 
 MODEL = "lorenz96"
 SCHEMES = ("rk4",)
@@ -131,6 +131,13 @@ def trajectory_bytes(n: int, nstates: int) -> int:
     return 8 * int(n) * int(nstates)
 
 
+def _check_n(value: Any) -> int:
+    n = _int(value, "n")
+    if n < MIN_N:
+        raise ValueError(f"n must be >= {MIN_N} (the stencil reaches x_(i-2) and x_(i+1)), got {n}")
+    return n
+
+
 def check_budget(n: int, nstates: int, memory_budget: int | None) -> None:
     """ValueError, with the bytes needed, when the stored trajectory would exceed the budget."""
     budget = default_memory_budget() if memory_budget is None else _int(memory_budget, "memory_budget")
@@ -173,13 +180,9 @@ class Lorenz96Problem:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if self.control not in CONTROLS:
-            raise ValueError(f"unknown control {self.control!r}; expected one of {', '.join(CONTROLS)}")
-        if self.scheme not in SCHEMES:
-            raise ValueError(f"unknown scheme {self.scheme!r}; expected one of {', '.join(SCHEMES)}")
-        n = _int(self.n, "n")
-        if n < MIN_N:
-            raise ValueError(f"n must be >= {MIN_N} (the stencil reaches x_(i-2) and x_(i+1)), got {n}")
+        _choice(self.control, CONTROLS, "control")
+        _choice(self.scheme, SCHEMES, "scheme")
+        n = _check_n(self.n)
         set_(self, "n", n)
         dt = _finite_float(self.dt, "dt")
         if dt <= 0:
@@ -312,7 +315,7 @@ class Lorenz96Problem:
         """
         from . import lorenz96_equations as eq
 
-        n = _int(n, "n")
+        n = _check_n(n)
         nsteps = _int(nsteps, "nsteps")
         obs_every = _int(obs_every, "obs_every")
         obs_stride = _int(obs_stride, "obs_stride")
@@ -323,8 +326,6 @@ class Lorenz96Problem:
             raise ValueError(f"obs_stride must be >= 1, got {obs_stride}")
         if spinup < 0:
             raise ValueError(f"spinup must be >= 0, got {spinup}")
-        if n < MIN_N:
-            raise ValueError(f"n must be >= {MIN_N} (the stencil reaches x_(i-2) and x_(i+1)), got {n}")
         steps = np.arange(obs_every, nsteps + 1, obs_every)
         check_budget(n, int(steps[-1]) + 1, memory_budget)  # before anything of size n is allocated
         idx = np.arange(0, n, obs_stride)
