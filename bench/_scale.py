@@ -4,7 +4,10 @@ Cases (``ScaleCase``), three axes:
 - ``state``: Lorenz-96 at N = 40 ... 4·10^5 (4·10^6 in full runs), 40 RK4 steps;
 - ``window``: N = 4000 at 40, 400, 4000 steps over the same 2-unit window (``problem_of``);
 - ``ensemble``: ``prepare_batch`` with B = 1, 64, 4096 members of Lorenz-96 at N = 40, and B = 10^4
-  members of the Lorenz-63 paper problem.
+  members of the Lorenz-63 paper problem;
+- ``shard`` (full runs): ``jax-sharded`` alone at N = 10^4, 2·10^4, 4·10^4, 40 steps, on however many
+  devices the process has (``adjointbench bench --cpu-devices K`` splits the CPU into K): runs on
+  1, 2 and 4 devices give strong scaling (fixed N) and weak scaling (N / devices = 10^4).
 
 Each case is timed in the pytest process (same gate as every group: the gradient against
 complex step, directional at large N; batch rows against single calls); its peak memory is
@@ -26,7 +29,7 @@ from adjointbench.problem import Lorenz63Problem
 
 @dataclass(frozen=True)
 class ScaleCase:
-    axis: str  # "state", "window" or "ensemble"
+    axis: str  # "state", "window", "ensemble" or "shard"
     model: str
     n: int  # variables per member (3 for Lorenz-63)
     nsteps: int
@@ -50,10 +53,10 @@ class ScaleCase:
 
 
 def scale_cases(quick: bool) -> list[ScaleCase]:
-    if quick:
-        state = [40, 4000, 40_000]
-        window = [40, 400]
-        ensemble = [1, 64]
+    if quick:  # CI's cases: both ends of the state axis, the longer window, one ensemble size
+        state = [40, 40_000]
+        window = [400]
+        ensemble = [64]
     else:
         state = [40, 400, 4000, 40_000, 400_000, 4_000_000]
         window = [40, 400, 4000]
@@ -62,7 +65,15 @@ def scale_cases(quick: bool) -> list[ScaleCase]:
     cases += [ScaleCase("window", "lorenz96", 4000, k) for k in window if k != 40]  # k = 40 is a state case
     cases += [ScaleCase("ensemble", "lorenz96", 40, 40, b) for b in ensemble]
     cases.append(ScaleCase("ensemble", "lorenz63", 3, 200, 10_000))
+    if not quick:
+        cases += [ScaleCase("shard", "lorenz96", n, 40) for n in SHARD_N]
     return cases
+
+
+#: the shard axis: N = 10^4 per device on 1, 2, 4 devices (weak) and each N on every count (strong)
+SHARD_N = (10_000, 20_000, 40_000)
+#: the backends the shard axis times (the others' device count is one whatever the flag)
+SHARD_BACKENDS = ("jax-sharded",)
 
 
 #: the standard window, 40 steps of 0.05 = 2 time units (about 10 "days" at 5 days per unit)
@@ -116,6 +127,8 @@ class Estimates:
         self.last: dict[tuple, tuple[ScaleCase, float, float]] = {}
 
     def check(self, who: tuple, case: ScaleCase, mode: str, backend=None) -> None:
+        if case.axis == "shard" and who[0] not in SHARD_BACKENDS:
+            pytest.skip(f"the shard axis times {', '.join(SHARD_BACKENDS)} only (the state axis has the others)")
         bound = getattr(backend, "max_work", None)
         if bound is not None and bound(case.model) is not None:
             # a backend that builds the whole window as a graph (CasADi) states how large it can go;

@@ -99,6 +99,28 @@ def test_forward_only_cost_equals_the_gradient_calls_J(name, model, rng):
 
 @pytest.mark.parametrize("model", ["lorenz63", "lorenz96"])
 @pytest.mark.parametrize("name", ALL)
+def test_batched_forward_cost_equals_the_batch_gradients_J(name, model, rng):
+    """``prepare_cost_batch``: J[B] of the batch gradient's rows, by the gradient's idiom or a loop."""
+    b = _usable(name, model)
+    if not b.has_cost(model):
+        pytest.skip(f"{name} has no forward-only cost for {model}")
+    control = ("state", "state+params")[int(rng.integers(2))]
+    p = (random_problem96(rng, control, max_steps=_steps(name)) if model == "lorenz96"
+         else random_problem(rng, control, max_steps=4 * _steps(name)))
+    costs, vgb = b.prepare_cost_batch(p), b.prepare_batch(p)
+    assert costs.idiom in ("loop", vgb.idiom), (name, costs.idiom, vgb.idiom)
+    for B in (1, 5):
+        U = p.u0 + 0.05 * np.abs(p.u0).max() * rng.standard_normal((B, p.n_control))
+        J, (Jg, _) = costs(U), vgb(U)
+        assert np.shape(J) == (B,)
+        assert np.all(np.abs(J - Jg) <= 1e-12 * np.abs(Jg)), (name, B, J, Jg)
+    for U in (np.zeros((0, p.n_control)), np.zeros((2, p.n_control + 1)), np.full((2, p.n_control), np.nan)):
+        with pytest.raises(ValueError):
+            costs(U)
+
+
+@pytest.mark.parametrize("model", ["lorenz63", "lorenz96"])
+@pytest.mark.parametrize("name", ALL)
 def test_non_finite_result_is_an_error(name, model, tmp_path, capsys):
     """An overflowing trajectory: one line naming the backend, exit 2, never a NaN printed."""
     _usable(name, model)

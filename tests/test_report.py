@@ -315,3 +315,61 @@ def test_root_benchmark_only_runs_bench_and_plain_runs_never_do():
     assert "tests/" not in routed
     # `pytest .` must not start the benchmark by accident (tests/ left out here only for speed)
     assert "bench/" not in _collect(".", "--ignore=tests")
+
+
+# ---- the scaling study's table (report/scale.py) on synthetic scale entries -------------------
+
+def scale_entry(backend, t_min, *, axis="state", n=4000, nsteps=40, batch=0, cost_s=None, batch_idiom=None,
+                cost_idiom=None, devices=None, yardstick=False):
+    e = bench_entry("scale", backend, t_min, kind="yardstick (plain C, timed in C)" if yardstick else "AD")
+    key = f"scale:{axis}:lorenz96:n={n},nsteps={nsteps}" + (f",B={batch}" if batch else "")
+    e["extra_info"].update({
+        "problem": key, "model": "lorenz96", "axis": axis, "n": n, "nsteps": nsteps, "batch": batch,
+        "cost_s": cost_s, "cost_idiom": cost_idiom, "batch_idiom": batch_idiom, "prepare_s": 0.5,
+        "first_call_s": 0.25, "trajectory_bytes": 8 * n * (nsteps + 1) * max(1, batch), "peak_bytes": 2**20,
+    })
+    if devices is not None:
+        e["extra_info"]["info_devices"] = devices
+    if yardstick:
+        e["extra_info"].update({"yardstick": True, "self_timed_s": t_min})
+    return e
+
+
+def test_scale_table_ratios_like_by_like_and_devices(tmp_path, capsys):
+    path = write_run(tmp_path / "s.json", [
+        scale_entry("C gcc -O3", 1e-3, cost_s=4e-4, yardstick=True),
+        scale_entry("jaxish", 3e-3, cost_s=1e-3),
+        scale_entry("sharded", 2e-3, axis="shard", devices=4, cost_s=1e-3),
+        # an ensemble: batched gradient over batched forward by the same idiom -> a ratio
+        scale_entry("jaxish", 6.4e-2, axis="ensemble", n=40, batch=64, cost_s=1.6e-2, batch_idiom="vmap", cost_idiom="vmap"),
+        # threads over a forward loop: no ratio (it would divide unlike things)
+        scale_entry("threaded", 1e-2, axis="ensemble", n=40, batch=64, cost_s=4e-2, batch_idiom="threads", cost_idiom="loop"),
+    ])
+    df = report.scale_table(report.load_results([path]))
+    row = {(r.backend, r.axis): r for r in df.itertuples()}
+    assert row[("jaxish", "state")].ratio == pytest.approx(3.0)
+    assert row[("jaxish", "state")].x_c == pytest.approx(3.0)
+    assert row[("jaxish", "ensemble")].ratio == pytest.approx(4.0)
+    assert row[("jaxish", "ensemble")].throughput == pytest.approx(1000.0)
+    assert math.isnan(row[("threaded", "ensemble")].ratio)
+    assert row[("sharded", "shard")].devices == 4 and row[("jaxish", "state")].devices == 1
+    shown = report.scale_display_frame(df)
+    assert shown["hardware"].str.contains("×4 devices").sum() == 1
+    assert cli.main(["table", str(path), "--scale", "--format", "md"]) == 0
+    assert "×4 devices" in capsys.readouterr().out
+    assert cli.main(["table", str(path), "--scale", "--format", "csv"]) == 0
+    assert ",devices," in capsys.readouterr().out.splitlines()[0]
+
+
+def test_bench_cpu_devices_sets_xla_flags_and_refuses_nonsense(capsys, monkeypatch):
+    from argparse import Namespace
+
+    from adjointbench.commands.bench import suite_env
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_foo=1 --xla_force_host_platform_device_count=8")
+    env = suite_env(Namespace(cpu_devices=4))
+    assert env["XLA_FLAGS"].split() == ["--xla_cpu_foo=1", "--xla_force_host_platform_device_count=4"]
+    assert suite_env(Namespace(cpu_devices=None))["XLA_FLAGS"].endswith("=8")
+    assert cli.main(["bench", "--scale", "--cpu-devices", "0", "--backend", "jax-sharded"]) == 2
+    err = capsys.readouterr().err
+    assert "--cpu-devices must be a positive integer" in err and len(err.strip().splitlines()) == 1

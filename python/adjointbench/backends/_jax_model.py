@@ -350,6 +350,37 @@ def jit_vgb(
     )
 
 
+def jit_cost_batch(problem: Problem, device: str, dtype: str, route: str = "jax") -> Callable[[np.ndarray], np.ndarray]:
+    """Forward-only costs(U) -> J[B]: ``jax.vmap`` of the cost ``jit_vgb`` differentiates, AOT-compiled
+    without differentiation, once per batch size (the batched forward of the scaling study)."""
+    dev = jax_device(device)
+    npdt = np_dtype(dtype)
+    executable = _PerBatchSize(jax.vmap(cost_for(problem, dtype, default_unroll(dev, route, problem.model), route)),
+                               problem.n_control, dtype, dev)
+
+    def costs(U: np.ndarray) -> np.ndarray:
+        U = check_controls(problem, U).astype(npdt, copy=False)
+        run = executable(U.shape[0])
+        with x64():
+            return np.array(run(U), dtype=np.float64)  # np.array waits for the device
+
+    return costs
+
+
+def eager_cost_batch(problem: Problem, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Forward-only costs(U): ``jax.vmap`` of the eager cost under ``jax.disable_jit()``."""
+    dev = jax_device(device)
+    npdt = np_dtype(dtype)
+    cost = jax.vmap(cost_for(problem, dtype))
+
+    def costs(U: np.ndarray) -> np.ndarray:
+        U = check_controls(problem, U).astype(npdt, copy=False)
+        with x64(), jax.disable_jit(), jax.default_device(dev):
+            return np.array(cost(jax.device_put(U, dev)), dtype=np.float64)
+
+    return costs
+
+
 def eager_vgb(problem: Problem, device: str, dtype: str, info: dict[str, Any]) -> PreparedBatch:
     """vgb(U): ``jax.vmap`` of the eager value-and-gradient under ``jax.disable_jit()``.
 

@@ -78,6 +78,24 @@ class PreparedBatch(Prepared):
         return self._fn(U)  # type: ignore[return-value]
 
 
+class BatchCost:
+    """What ``Backend.prepare_cost_batch`` returns: forward-only ``costs(U) -> J[B]``.
+
+    ``idiom`` says how the members are computed, as ``PreparedBatch.idiom``; "loop" is the base
+    class's fallback that calls the single forward-only cost once per row.  The scaling study
+    divides a batch's gradient time by this one's only when both use the same idiom.
+    """
+
+    __slots__ = ("_fn", "idiom")
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], idiom: str) -> None:
+        self._fn = fn
+        self.idiom = idiom
+
+    def __call__(self, U: np.ndarray) -> np.ndarray:
+        return self._fn(U)
+
+
 def check_controls(problem: Problem, U: Any) -> np.ndarray:
     """``U`` as a C-contiguous float64 array of shape (B, n_control), B >= 1, or ValueError."""
     arr = np.asarray(U)
@@ -276,6 +294,28 @@ class Backend:
             raise ValueError(f"backend {self.name!r} has no forward-only cost for model {problem.model!r}")
         device = self._check_options(device, dtype)
         return self._handler("prepare_cost", problem.model)(problem, device=device, dtype=dtype)
+
+    def prepare_cost_batch(self, problem: Problem, *, device: str | None = None, dtype: str = "float64") -> BatchCost:
+        """Forward-only ``costs(U) -> J[B]`` for controls U of shape (B, n_u), by the batch idiom.
+
+        Backends with a batched forward define ``_prepare_cost_batch`` (all models; it may return
+        None for a model it does not batch); the others get a loop over ``prepare_cost``.
+        """
+        self._check_problem(problem, "prepare_cost_batch")
+        if not self.has_cost(problem.model):
+            raise ValueError(f"backend {self.name!r} has no forward-only cost for model {problem.model!r}")
+        device = self._check_options(device, dtype)
+        own = getattr(self, "_prepare_cost_batch", None)
+        fn = own(problem, device=device, dtype=dtype) if own is not None else None
+        if fn is not None:
+            return BatchCost(fn, self.batch_idiom)
+        cost = self._handler("prepare_cost", problem.model)(problem, device=device, dtype=dtype)
+
+        def loop(U: np.ndarray) -> np.ndarray:
+            U = check_controls(problem, U)
+            return np.array([cost(u) for u in U], dtype=np.float64)
+
+        return BatchCost(loop, "loop")
 
     def prepare_descent(
         self, problem: Problem, *, iterations: int = TBL3_ITERATIONS, step: float = TBL3_STEP,

@@ -123,6 +123,11 @@ class EnzymeJaxBackend(Backend):
 
     _prepare_cost_lorenz96 = _prepare_cost
 
+    def _prepare_cost_batch(self, problem: Problem, *, device: str, dtype: str):
+        from . import _jax_model
+
+        return _jax_model.jit_cost_batch(problem, device, dtype, route=self.name)
+
     def _prepare_batch(self, problem: Problem, *, device: str, dtype: str) -> PreparedBatch:
         from . import _jax_model
 

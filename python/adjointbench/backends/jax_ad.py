@@ -75,6 +75,11 @@ class JaxBackend(_JaxBase):
 
     _prepare_cost_lorenz96 = _prepare_cost
 
+    def _prepare_cost_batch(self, problem: Problem, *, device: str, dtype: str):
+        from . import _jax_model
+
+        return _jax_model.jit_cost_batch(problem, device, dtype)
+
     def _prepare_batch(self, problem: Problem, *, device: str, dtype: str) -> PreparedBatch:
         import jax
 
@@ -105,6 +110,11 @@ class JaxNoJitBackend(_JaxBase):
         return _jax_model.eager_cost(problem, device, dtype)
 
     _prepare_cost_lorenz96 = _prepare_cost
+
+    def _prepare_cost_batch(self, problem: Problem, *, device: str, dtype: str):
+        from . import _jax_model
+
+        return _jax_model.eager_cost_batch(problem, device, dtype)
 
     def _prepare_batch(self, problem: Problem, *, device: str, dtype: str) -> PreparedBatch:
         from . import _jax_model

@@ -68,6 +68,38 @@ def make_vgb(problem: Lorenz63Problem):
     return vgb
 
 
+def make_costb(problem: Lorenz63Problem):
+    """costs(U): List 1 on arrays with a trailing batch axis (the forward sweep of ``make_vgb``)."""
+    steps = np.asarray(problem.obs_steps)
+    obs = np.asarray(problem.obs_values, dtype=np.float64)[..., None]
+    nstates = problem.last_obs_step + 1
+    n = problem.n_control
+    fixed = tuple(problem.params[k] for k in ("sigma", "r", "beta"))
+
+    def costs(U: np.ndarray) -> np.ndarray:
+        U = check_controls(problem, U)
+        s, p_, b = (U[:, 3], U[:, 4], U[:, 5]) if n == 6 else fixed
+        w = np.empty((nstates, 3, U.shape[0]))
+        w[0] = U[:, :3].T
+        model.forward(w, s, p_, b, problem.dt, nstates - 1)
+        d = w[steps] - obs
+        return 0.5 * np.sum(d * d, axis=(0, 1))
+
+    return costs
+
+
+def make_costb96(problem: Lorenz96Problem):
+    """costs(U): the forward sweep of ``make_vgb96`` alone, over arrays of shape (B, N)."""
+    n = problem.n
+    params = problem.control == "state+params"
+
+    def costs(U: np.ndarray) -> np.ndarray:
+        U = check_controls(problem, U)
+        return l96.cost_batch(problem, U[:, :n], U[:, n] if params else problem.F)
+
+    return costs
+
+
 def make_vg96(problem: Lorenz96Problem):
     """vg(u) by the vectorised RK4 adjoint (a loop over steps, arrays over variables)."""
     n = problem.n
@@ -120,6 +152,9 @@ class NumpyBackend(Backend):
             return float(l96.cost(problem, problem.check_control(u)))
 
         return J
+
+    def _prepare_cost_batch(self, problem, *, device: str, dtype: str):
+        return make_costb96(problem) if problem.model == "lorenz96" else make_costb(problem)
 
     def _prepare_batch(self, problem, *, device: str, dtype: str) -> PreparedBatch:
         make = make_vgb96 if problem.model == "lorenz96" else make_vgb

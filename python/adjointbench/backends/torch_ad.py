@@ -341,6 +341,23 @@ def _vgb(
     return vgb
 
 
+def _costb(problem: Any, cost: Callable[[Any], Any], dtype: Any, device: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """costs(U) -> J[B]: the batched cost of ``_vgb`` under ``torch.no_grad()`` (no tape)."""
+    import torch
+
+    cuda = device.type == "cuda"
+
+    def costs(U: np.ndarray) -> np.ndarray:
+        U = check_controls(problem, U)
+        with torch.no_grad():
+            J = cost(_batch_tensor(U, dtype, device))
+        if cuda:
+            torch.cuda.synchronize(device)
+        return J.to("cpu", torch.float64).numpy()
+
+    return costs
+
+
 def _torch_dtype(dtype: str) -> Any:
     import torch
 
@@ -423,6 +440,10 @@ class TorchBackend(_TorchBase):
 
     def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
         return self._prepare_cost_any(problem, device, dtype)
+
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        dev, tdt = self._torch(device, dtype)
+        return _costb(problem, cost_for(problem, tdt, dev), tdt, dev)
 
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         """One tape over a leading batch axis (``tape_batch_value_and_grad``).

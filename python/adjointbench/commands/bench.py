@@ -49,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="store the run in results/<machine>/ of the checkout, the committed results")
     p.add_argument("--machine", metavar="NAME", help="name of this machine in results (default: derived; ADJOINTBENCH_MACHINE)")
     p.add_argument("--format", choices=FORMATS, default="md", help="format of the printed table")
+    p.add_argument("--cpu-devices", type=int, metavar="K",
+                   help="split the host CPU into K JAX devices for the run (XLA_FLAGS "
+                        "--xla_force_host_platform_device_count=K): jax-sharded's device axis, e.g. "
+                        "`--scale --backend jax-sharded -k shard-lorenz96 --cpu-devices 4`")
     p.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression, e.g. 'gradient or tbl3'")
 
 
@@ -114,6 +118,23 @@ def pytest_command(root: Path, args: argparse.Namespace, json_path: Path) -> lis
     return cmd
 
 
+#: the XLA flag that splits the host CPU into several JAX devices (read when JAX starts)
+CPU_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+
+def suite_env(args: argparse.Namespace) -> dict[str, str]:
+    """The suite's environment: this one, with ``--cpu-devices`` K as XLA's host device count."""
+    env = dict(os.environ)
+    k = args.cpu_devices
+    if k is None:
+        return env
+    if k < 1:
+        raise ValueError(f"--cpu-devices must be a positive integer, got {k}")
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(CPU_DEVICES_FLAG)]
+    env["XLA_FLAGS"] = " ".join(flags + [f"{CPU_DEVICES_FLAG}={k}"])
+    return env
+
+
 def problem_specs(args: argparse.Namespace) -> list[str]:
     """--ab-problem values for --problem / --model (none: the suite's defaults)."""
     from ..models import load_problem
@@ -142,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["ADJOINTBENCH_MACHINE"] = report.slug(args.machine)  # this process and the suite's
         report.machine_context_cached.cache_clear()
     problem_specs(args)
+    suite_env(args)  # a bad --cpu-devices is one line and exit 2, before pytest starts
     root = checkout_root()
     machine = report.machine_context_cached()["machine"]
     folder = output_folder(root, machine, out=args.out, results=args.results)
@@ -153,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     tmp = Path(tmp_name)
     t0 = time.perf_counter()
     try:
-        rc = subprocess.call(pytest_command(root, args, tmp), cwd=root)
+        rc = subprocess.call(pytest_command(root, args, tmp), cwd=root, env=suite_env(args))
         if rc == 5:
             raise ValueError("no benchmark was collected (check --backend/--device/--dtype/-k)")
         nothing = "nothing was benchmarked: no available backend matches --backend/--device/--dtype here"

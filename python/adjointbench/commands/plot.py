@@ -130,7 +130,8 @@ def scale_figure(df, path: Path) -> Path:
             return {"color": "black", "ls": "--", "lw": 2.0}
         return {"color": color[backend], "ls": ":" if device != "cpu" else "-", "lw": 1.4, "marker": "o", "ms": 3}
 
-    single = df[(df["batch"] == 0) & (df["model"] == "lorenz96")]
+    # the shard axis (one backend over 1, 2, 4 devices) is a table of its own, not a line here
+    single = df[(df["batch"] == 0) & (df["model"] == "lorenz96") & (df["axis"] != "shard")]
     state = single[single["axis"] == "state"]
     keys = ["machine", "backend", "kind", "device", "dtype"]
     for key, g in state.groupby(keys, sort=False):

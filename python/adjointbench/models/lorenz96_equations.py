@@ -185,6 +185,28 @@ def cost(problem: Any, u: Any) -> Any:
     return J
 
 
+def cost_batch(problem: Any, x0: np.ndarray, F: Any) -> np.ndarray:
+    """J of B members at once: x0 of shape (B, N), F of shape (B,) or scalar -> J[B].
+
+    The forward sweep of ``value_and_grad`` without the stored trajectory (the forward-only
+    measure of the scaling study's ensembles).
+    """
+    Fb = np.asarray(F)[..., None] if np.ndim(F) else F  # per-member forcing against (B, N)
+    x = np.array(x0, dtype=np.result_type(x0, F, np.float64))
+    J = np.zeros(x.shape[0], dtype=x.dtype)
+    n = 0
+    for k, s in enumerate(problem.obs_steps.tolist()):
+        for _ in range(s - n):
+            x = step(x, Fb, problem.dt)
+        n = s
+        d = (x[:, problem.obs_indices] - problem.obs_values[k]) / problem.sigma_o
+        J += 0.5 * np.sum(d * d, axis=-1)
+    if problem.background is not None:
+        e = (np.asarray(x0) - problem.background) / problem.sigma_b
+        J += 0.5 * np.sum(e * e, axis=-1)
+    return J
+
+
 def trajectory(x0: np.ndarray, F: Any, dt: float, nlast: int) -> np.ndarray:
     """States x_0..x_nlast, shape (nlast + 1, N) (or (nlast + 1, B, N) for a batch)."""
     x0 = np.asarray(x0)

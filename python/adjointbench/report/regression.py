@@ -11,7 +11,7 @@ import pandas as pd
 from .constants import FEW_ROUNDS
 
 
-REGRESS_KEYS = ["group", "problem", "backend", "driver", "device", "dtype"]
+REGRESS_KEYS = ["group", "problem", "backend", "driver", "device", "devices", "dtype"]
 
 
 def ratios(results: pd.DataFrame, reference: str, groups: Sequence[str] = ("gradient", "tbl3", "scale")) -> pd.DataFrame:

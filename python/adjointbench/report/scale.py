@@ -12,11 +12,11 @@ from .constants import STATS
 
 #: columns of the frame returned by ``scale_table``
 SCALE_COLUMNS = (
-    "axis", "model", "n", "nsteps", "batch", "backend", "kind", "idiom", "hardware", "device", "dtype", "grad_s",
+    "axis", "model", "n", "nsteps", "batch", "backend", "kind", "idiom", "hardware", "device", "devices", "dtype", "grad_s",
     "per_member_s", "x_c", "cost_s", "ratio", "peak_bytes", "peak_x_trajectory", "trajectory_bytes",
     "device_peak_bytes", "compile_s", "throughput", "rounds", "problem", "machine", "run",
 )
-AXES = ("state", "window", "ensemble")
+AXES = ("state", "window", "ensemble", "shard")
 
 
 def scale_table(results: pd.DataFrame, *, stat: str = "min") -> pd.DataFrame:
@@ -24,8 +24,8 @@ def scale_table(results: pd.DataFrame, *, stat: str = "min") -> pd.DataFrame:
 
     grad_s: one value-and-gradient call (a whole batch for ensembles); per_member_s = grad_s / B;
     x_c: grad_s over the plain-C yardstick's on the same case in the same run; cost_s: the
-    forward-only J (single problems); ratio = gradient / forward (the cheap-gradient ratio;
-    none for ensembles, whose measure is the throughput); peak_bytes: one call's peak resident memory above what was resident before it,
+    forward-only J (the whole batch's for ensembles); ratio = gradient / forward (the
+    cheap-gradient ratio; for an ensemble only where its forward ran by the gradient's batch idiom); peak_bytes: one call's peak resident memory above what was resident before it,
     peak_x_trajectory: that over the stored trajectory (what a hand adjoint must keep);
     compile_s: prepare() + first call, in process; throughput: gradients per second.
     """
@@ -38,7 +38,10 @@ def scale_table(results: pd.DataFrame, *, stat: str = "min") -> pd.DataFrame:
     g["batch"] = g["batch"].fillna(0).astype(int)
     members = g["batch"].clip(lower=1)
     g["per_member_s"] = g["grad_s"] / members
-    g["ratio"] = g["per_member_s"] / g["cost_s"]
+    # single problems: one gradient over one forward; ensembles: the batch's gradient over the batch's
+    # forward, only when both ran by the same idiom (a threaded gradient over a forward loop is no ratio)
+    same = g["batch"].eq(0) | g["cost_idiom"].eq(g["batch_idiom"])
+    g["ratio"] = (g["grad_s"] / g["cost_s"]).where(same)
     g["peak_x_trajectory"] = g["peak_bytes"] / g["trajectory_bytes"]
     g["compile_s"] = g["prepare_s"] + g["first_call_s"]
     g["throughput"] = members / g["grad_s"]
@@ -47,7 +50,7 @@ def scale_table(results: pd.DataFrame, *, stat: str = "min") -> pd.DataFrame:
     g = g.join(c, on=["run", "problem"])
     g["x_c"] = g["grad_s"] / g["c_s"]
     g["axis"] = pd.Categorical(g["axis"], categories=list(AXES), ordered=True)
-    g = g.sort_values(["machine", "axis", "model", "batch", "nsteps", "n", "grad_s"], kind="stable")
+    g = g.sort_values(["machine", "axis", "model", "batch", "nsteps", "n", "devices", "grad_s"], kind="stable")
     g["axis"] = g["axis"].astype(str)
     return g[list(SCALE_COLUMNS)].reset_index(drop=True)
 
@@ -76,7 +79,8 @@ def scale_display_frame(df: pd.DataFrame) -> pd.DataFrame:
         "axis": df["axis"],
         "case": [case(r) for r in df.itertuples()],
         "gradient": [b if not i else f"{b} ({i})" for b, i in zip(df["backend"], df["idiom"])],
-        "hardware": [f"{h} [{d}]" for h, d in zip(df["hardware"], df["device"])],
+        "hardware": [f"{h} [{d}{f' ×{k} devices' if k > 1 else ''}]"
+                     for h, d, k in zip(df["hardware"], df["device"], df["devices"])],
         "dtype": df["dtype"],
         "time / gradient": df["per_member_s"].map(fmt_time),
         "× C": df["x_c"].map(num),

@@ -57,7 +57,9 @@ def is_yardstick(extra: dict[str, Any]) -> bool:
 
 #: extra_info fields of the ``scale`` group kept as columns (NaN / "" for other groups)
 SCALE_FIELDS = ("axis", "n", "nsteps", "batch", "cost_s", "prepare_s", "first_call_s", "trajectory_bytes",
-                "peak_bytes", "device_peak_bytes", "batch_idiom")
+                "peak_bytes", "device_peak_bytes", "batch_idiom", "cost_idiom")
+#: of those, the text fields ("" where absent)
+SCALE_TEXT_FIELDS = ("axis", "batch_idiom", "cost_idiom")
 
 
 def run_records(path: Path, data: dict) -> list[dict[str, Any]]:
@@ -96,10 +98,13 @@ def run_records(path: Path, data: dict) -> list[dict[str, Any]]:
             "model": extra.get("model", "lorenz63"),
             "problem_label": extra.get("problem_label", "lorenz63 paper (Tbl. 3)"),
             "n_control": extra.get("n_control", 3),
+            # devices one call ran on (jax-sharded's mesh size; every other backend uses one)
+            "devices": int(extra["info_devices"]) if isinstance(extra.get("info_devices"), int)
+            and not isinstance(extra.get("info_devices"), bool) else 1,
         }
         for k in SCALE_FIELDS:  # the scaling study's measurements (bench/test_scale.py)
             v = extra.get(k)
-            rec[k] = v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else (math.nan if k not in ("axis", "batch_idiom") else "")
+            rec[k] = v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else ("" if k in SCALE_TEXT_FIELDS else math.nan)
         for s in ("min", "max", "mean", "median", "stddev", "q1", "q3", "iqr"):
             v = stats.get(s)
             rec[s] = float(v) if isinstance(v, (int, float)) else math.nan
@@ -140,7 +145,7 @@ def load_results(paths: Iterable[str | os.PathLike], *, latest: bool = False) ->
     if df.empty:
         raise ValueError(f"no adjointbench benchmark results in {', '.join(map(str, paths)) or '(nothing)'}")
     if latest:
-        row = ["machine", "backend", "device", "dtype", "problem"]
+        row = ["machine", "backend", "device", "devices", "dtype", "problem"]
         runs = df[row + ["run", "datetime", "mode"]].drop_duplicates()
         # full runs first, then by time: the last of each group is the one to keep
         runs = runs.assign(full=runs["mode"] == "full").sort_values(["full", "datetime", "run"])
