@@ -193,6 +193,15 @@ def make_J(problem: Any, cost: Cost) -> Callable[[np.ndarray], float]:
     return J
 
 
+def make_Jb(problem: Any, cost: Cost) -> Callable[[np.ndarray], np.ndarray]:
+    """costs(U): the batched cost of ``make_vgb`` on plain float64 arrays (no boxes, no tape)."""
+
+    def costs(U: np.ndarray) -> np.ndarray:
+        return np.array(cost(check_controls(problem, U)), dtype=np.float64)
+
+    return costs
+
+
 class AutogradBackend(Backend):
     name = "autograd"
     kind = "AD, tape (NumPy)"
@@ -221,6 +230,9 @@ class AutogradBackend(Backend):
 
     def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
         return make_J(problem, cost_for(problem))
+
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        return make_Jb(problem, cost_for(problem))
 
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         """One tape over a leading batch axis (``make_vgb``)."""

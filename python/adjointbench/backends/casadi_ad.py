@@ -291,8 +291,8 @@ def make_J(problem: Any, f: Any) -> Callable[[np.ndarray], float]:
     return J
 
 
-def make_vgb(problem: Any, f: Any, threads: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """vgb(U) by ``f.map(B, "thread", min(B, threads))``, one mapped Function per B (cached).
+def _mapper(f: Any, threads: int) -> Callable[[int], _Bound]:
+    """B -> ``f.map(B, "thread", min(B, threads))`` bound to buffers, one per B (a few cached).
 
     The mapped Function takes u as an (n_u, B) matrix, column b the member b, in column-major
     order: the bytes of a C-contiguous (B, n_u) array; likewise G.  So nothing is transposed.
@@ -311,6 +311,13 @@ def make_vgb(problem: Any, f: Any, threads: int) -> Callable[[np.ndarray], tuple
                 maps.popitem(last=False)
             return bound
 
+    return mapped
+
+
+def make_vgb(problem: Any, f: Any, threads: int) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """vgb(U) by the value-and-gradient Function mapped over the members (``_mapper``)."""
+    mapped = _mapper(f, threads)
+
     def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         U = check_controls(problem, U)  # shape, B >= 1, finite: before any CasADi call
         B = U.shape[0]
@@ -319,6 +326,19 @@ def make_vgb(problem: Any, f: Any, threads: int) -> Callable[[np.ndarray], tuple
         return J, G
 
     return vgb
+
+
+def make_Jb(problem: Any, f: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """costs(U) by the cost Function mapped over the members, as ``make_vgb`` maps the gradient's."""
+    mapped = _mapper(f, threads)
+
+    def costs(U: np.ndarray) -> np.ndarray:
+        U = check_controls(problem, U)
+        J = np.empty(U.shape[0])
+        mapped(U.shape[0])(U, J)
+        return J
+
+    return costs
 
 
 def _threads() -> int:
@@ -374,6 +394,10 @@ class CasadiBackend(Backend):
         self, problem: Lorenz96Problem, *, device: str, dtype: str,
     ) -> Callable[[np.ndarray], float]:
         return self._prepare_cost_any(problem)
+
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        check_size(problem)
+        return make_Jb(problem, cost_function(problem), _threads())
 
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         """``Function.map`` of the value-and-gradient Function over the members (idiom "map")."""

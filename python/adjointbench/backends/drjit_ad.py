@@ -397,6 +397,17 @@ class DrJitBackend(Backend):
     def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
         return self._prepare_cost_any(problem, device, dtype)
 
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        """Members as lanes, forward only: the cost's trace without dr.enable_grad, frozen per B."""
+        runner, _, _ = self._runner(problem, device, grad=False)
+
+        def costs(U: np.ndarray) -> np.ndarray:
+            U = check_controls(problem, U)
+            _check_budget(problem, U.shape[0])
+            return np.array(runner(U)[0], dtype=np.float64)
+
+        return costs
+
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         """Members as lanes: one trace (and one frozen recording per B) for B members.
 

@@ -608,8 +608,9 @@ def make_cost63(problem: Lorenz63Problem, device: str) -> Callable[[np.ndarray],
 # ---- prepare_batch: the members sharded, each on the whole ring -----------------------------
 
 
-def make_vgb(problem: Problem, device: str) -> PreparedBatch:
-    """vgb(U): ``jit(vmap(value_and_grad(J)), in_shardings=P('x', None))`` of the one-device cost.
+def _member_sharded(problem: Problem, device: str, grad: bool) -> tuple[Callable[[np.ndarray], Any], Any]:
+    """``jit(vmap(f), in_shardings=P('x', None))`` of the one-device cost J (``grad``: of
+    ``value_and_grad(J)``) as run(U) -> outputs on the host, and the mesh.
 
     Rows of U go to the devices in blocks; each device runs the vmapped scan over its members
     on the whole ring (no collectives).  B is padded to a multiple of K with copies of the last
@@ -635,29 +636,41 @@ def make_vgb(problem: Problem, device: str) -> PreparedBatch:
 
             host_consts = observation_arrays(problem, None)
         nc = len(host_consts)
-        rows, rep = NamedSharding(mesh, P(AXIS, None)), NamedSharding(mesh, P())
-        batched = jax.jit(jax.vmap(jax.value_and_grad(J), in_axes=(0,) + (None,) * nc),
-                          in_shardings=(rows,) + (rep,) * nc,
-                          out_shardings=(NamedSharding(mesh, P(AXIS)), rows))
+        rows, rep, members = NamedSharding(mesh, P(AXIS, None)), NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
+        batched = jax.jit(jax.vmap(jax.value_and_grad(J) if grad else J, in_axes=(0,) + (None,) * nc),
+                          in_shardings=(rows,) + (rep,) * nc, out_shardings=(members, rows) if grad else members)
         consts = tuple(global_array(mesh, P(), a) for a in host_consts)
     k = int(mesh.size)
 
-    def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(U: np.ndarray) -> Any:
         U = check_controls(problem, U)
         B = U.shape[0]
         extra = -B % k
         if extra:
             U = np.concatenate([U, np.repeat(U[-1:], extra, axis=0)])
         with x64():
-            Jb, Gb = batched(global_array(mesh, P(AXIS, None), U), *consts)
-            return to_host(Jb)[:B], to_host(Gb)[:B]
+            out = batched(global_array(mesh, P(AXIS, None), U), *consts)
+            return tuple(to_host(o)[:B] for o in out) if grad else to_host(out)[:B]
 
+    return run, mesh
+
+
+def make_vgb(problem: Problem, device: str) -> PreparedBatch:
+    """vgb(U): the members sharded over the mesh (``_member_sharded`` of value_and_grad(J))."""
+    import jax
+
+    vgb, mesh = _member_sharded(problem, device, grad=True)
     dev0 = mesh.devices.flat[0]
     return PreparedBatch(
         vgb, problem, idiom="vmap (sharded members)", device=platform_name(dev0), dtype="float64", compile_s=None,
-        info={**device_report(dev0), "devices": k, "mesh_shape": dict(mesh.shape), "processes": jax.process_count(),
-              "mode": "jit(vmap(value_and_grad(J)), in_shardings=P('x', None))"},
+        info={**device_report(dev0), "devices": int(mesh.size), "mesh_shape": dict(mesh.shape),
+              "processes": jax.process_count(), "mode": "jit(vmap(value_and_grad(J)), in_shardings=P('x', None))"},
     )
+
+
+def make_costb(problem: Problem, device: str) -> Callable[[np.ndarray], np.ndarray]:
+    """costs(U): the same member sharding of the cost J alone (the batched forward)."""
+    return _member_sharded(problem, device, grad=False)[0]
 
 
 class JaxShardedBackend(Backend):
@@ -689,6 +702,9 @@ class JaxShardedBackend(Backend):
 
     def _prepare_batch(self, problem: Problem, *, device: str, dtype: str) -> PreparedBatch:
         return make_vgb(problem, device)
+
+    def _prepare_cost_batch(self, problem: Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        return make_costb(problem, device)
 
 
 BACKENDS = [JaxShardedBackend()]

@@ -330,6 +330,17 @@ def make_J(problem: Any, fn: Compiled) -> Callable[[np.ndarray], float]:
     return J
 
 
+def make_Jb(problem: Any, fn: Compiled) -> Callable[[np.ndarray], np.ndarray]:
+    """costs(U): the compiled cost graph on the whole batch (the batch gradient's forward half)."""
+    data = GRAPHS[problem.model][1](problem)
+
+    def costs(U: np.ndarray) -> np.ndarray:
+        (value,) = fn(check_controls(problem, U), *data)
+        return np.array(value, dtype=np.float64)
+
+    return costs
+
+
 class PytensorBackend(Backend):
     name = "pytensor"
     kind = "AD, symbolic graph (C)"
@@ -375,6 +386,9 @@ class PytensorBackend(Backend):
 
     def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
         return make_J(problem, self._compiled(problem, gradient=False)[0])
+
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        return make_Jb(problem, self._compiled(problem, gradient=False)[0])
 
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         """The gradient graph itself: its state is already a batch (B, N) (or (B,) per variable)."""

@@ -440,6 +440,19 @@ def _J(problem: Any, cost: Callable, device: str) -> Callable[[np.ndarray], floa
     return J
 
 
+def _Jb(problem: Any, cost: Callable, device: str) -> Callable[[np.ndarray], np.ndarray]:
+    """costs(U) -> J[B] by the batched ``cost`` (eager or compiled), no tape: ``_vgb``'s conversions."""
+    tf = import_tensorflow()
+    where = TF_DEVICE[device]
+
+    def costs(U: np.ndarray) -> np.ndarray:
+        U = check_controls(problem, U)
+        with tf.device(where):
+            return np.asarray(cost(tf.constant(U, dtype=tf.float64)).numpy(), dtype=np.float64)
+
+    return costs
+
+
 class _FirstCallTimes:
     """Wraps a compiled batch function; records the first call of each B (XLA compiles then)."""
 
@@ -543,6 +556,10 @@ class TensorFlowBackend(_TensorFlowBase):
         with import_tensorflow().device(TF_DEVICE[device]):
             return _J(problem, cost_for(problem), device)
 
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        with import_tensorflow().device(TF_DEVICE[device]):
+            return _Jb(problem, cost_for(problem), device)
+
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         """One tape over the leading batch axis, seeded with sum_b J_b (module docstring).
 
@@ -579,6 +596,12 @@ class TensorFlowXLABackend(_TensorFlowBase):
         J = _J(problem, fn, device)
         _warm(lambda: J(problem.u0), device)
         return J
+
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        """The batched while-loop cost alone under XLA, compiled per B on its first call."""
+        with import_tensorflow().device(TF_DEVICE[device]):
+            fn = compiled(cost_for(problem, loop=True), problem.n_control, batch=True)
+        return _Jb(problem, fn, device)
 
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         """The batch axis under XLA: traced once with a symbolic B, compiled per B on its

@@ -438,6 +438,17 @@ class WarpBackend(Backend):
     def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
         return self._prepare_cost_any(problem, device, dtype)
 
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        """The forward launches alone over the member axis (no gradients, no tape)."""
+        runner, _, _ = self._setup(problem, device, grad=False)
+
+        def costs(U: np.ndarray) -> np.ndarray:
+            U = check_controls(problem, U)
+            runner.spec.check_budget(U.shape[0], False)
+            return np.array(runner(U)[0], dtype=np.float64)
+
+        return costs
+
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         """The member axis of every kernel: one set of launches (and one tape) for B members.
 
