@@ -6,8 +6,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,6 +75,7 @@ class Case:
 # ---- problems: the paper's (Tbl. 3), Lorenz-96, or the user's -------------------------------
 
 from adjointbench.report.constants import BENCH_DEFAULT_PROBLEMS as DEFAULT_PROBLEMS  # noqa: E402 - beside its use
+
 _PROBLEMS: dict[str, Problem] = {}
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import ctypes
 import gc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 try:
     _trim = ctypes.CDLL("libc.so.6").malloc_trim

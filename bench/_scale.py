@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ import pytest
 
 from adjointbench.models import Lorenz96Problem, Problem
 from adjointbench.problem import Lorenz63Problem
+
 
 @dataclass(frozen=True)
 class ScaleCase:
@@ -80,7 +81,7 @@ SHARD_BACKENDS = ("jax-sharded",)
 WINDOW_T = 40 * 0.05
 
 
-@lru_cache(maxsize=None)
+@cache
 def problem_of(case: ScaleCase) -> Problem:
     """The case's problem.  The window axis refines the same 2-unit window (dt = 2 / nsteps,
     observations at the same times): a window of 4000 steps of 0.05 would be 200 time units,
@@ -95,7 +96,7 @@ def problem_of(case: ScaleCase) -> Problem:
     return Lorenz96Problem.standard(n=case.n, nsteps=case.nsteps)
 
 
-@lru_cache(maxsize=None)
+@cache
 def controls_of(case: ScaleCase) -> np.ndarray:
     """B distinct controls around the first guess (seeded: every backend gets the same)."""
     p = problem_of(case)

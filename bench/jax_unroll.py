@@ -53,7 +53,8 @@ def main() -> int:
         differentiate = jax.value_and_grad
     print(f"{a.backend}: jax {jax.__version__} on {jm.jax_device(a.device)}; {label}, {a.dtype}; "
           f"default unroll {jm.default_unroll(jm.jax_device(a.device), a.backend, a.model)}")
-    print(f"{'unroll':>6} {'compile s':>10} {'per call µs':>12} {'median µs':>10} {'101 evals ms':>13} {'fused ms':>9} {'rel err':>9}")
+    print(f"{'unroll':>6} {'compile s':>10} {'per call µs':>12} {'median µs':>10} "
+          f"{'101 evals ms':>13} {'fused ms':>9} {'rel err':>9}")
     for k in a.unroll:
         vg = jm.jit_vg(problem, a.device, a.dtype, differentiate, info={}, unroll=k, route=a.backend)
         err = verify.check_vg(a.backend, vg, problem).grad_error

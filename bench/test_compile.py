@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _bench import GATE_TOLERANCE, SLOW_PREPARE_S, env_for_cold_start, gated, record
 from adjointbench import verify
 from adjointbench.backends import python_descent
 from adjointbench.backends.base import TBL3_ITERATIONS, TBL3_STEP
+
+from _bench import GATE_TOLERANCE, SLOW_PREPARE_S, env_for_cold_start, gated, record
 
 WORKER = Path(__file__).with_name("_coldstart.py")
 READY_TIMEOUT_S = 300

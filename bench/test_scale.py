@@ -23,11 +23,12 @@ import time
 import numpy as np
 import pytest
 
+from adjointbench import verify
+from adjointbench.backends import backend
+
 from _bench import GATE_TOLERANCE, Case, _jsonable, estimate, record_case, rounds_for
 from _memory import Peak
 from _scale import ESTIMATES, ScaleCase, controls_of, problem_of
-from adjointbench import verify
-from adjointbench.backends import backend
 
 
 def _mode(request) -> str:

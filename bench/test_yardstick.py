@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _bench import PROBLEM
-from adjointbench import report
-from adjointbench.backends.base import TBL3_ITERATIONS, TBL3_STEP
-from adjointbench import verify
+from adjointbench import report, verify
 from adjointbench.backends import backend, python_descent
+from adjointbench.backends.base import TBL3_ITERATIONS, TBL3_STEP
+
+from _bench import PROBLEM
+
 
 def _run(benchmark, config) -> dict:
     if config.getoption("ab_backend") or not {"cpu"} >= set(config.getoption("ab_device")) \

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import adjointbench as ab
-
 from adjointbench.testing import random_problem
 
 #: a fresh seed each run unless ADJOINTBENCH_SEED pins one; printed in the header to reproduce

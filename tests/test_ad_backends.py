@@ -18,6 +18,7 @@ from adjointbench import verify
 from adjointbench.backends import python_descent
 from adjointbench.cli import main
 from adjointbench.testing import random_problem
+
 from conftest import backend_or_skip
 
 AD = ["jax", "jax-nojit", "enzyme-jax", "torch"]

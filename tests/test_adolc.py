@@ -18,6 +18,7 @@ import adjointbench as ab
 from adjointbench import native, verify
 from adjointbench.models import Lorenz96Problem
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 NAMES = ["adolc", "adolc-retape"]
@@ -162,7 +163,7 @@ def test_more_live_problems_than_taylor_stacks(rng):
     problems = [random_problem(rng, "state", max_steps=20) for _ in range(40)]
     vgs = [b.prepare(p) for p in problems]
     for _ in range(2):
-        for p, vg in zip(problems, vgs):
+        for p, vg in zip(problems, vgs, strict=True):
             assert verify.check_vg("adolc", vg, p).passed
     assert len(mod.resident_tags()) <= mod.MAX_RESIDENT
 
@@ -184,7 +185,7 @@ def test_threads_share_adolc_safely(rng):
     b = backend_or_skip("adolc")
     problems = [random_problem96(rng, "state", n=int(rng.integers(4, 20)), max_steps=10) for _ in range(4)]
     vgs = [b.prepare(p) for p in problems]
-    expected = [vg(p.u0) for p, vg in zip(problems, vgs)]
+    expected = [vg(p.u0) for p, vg in zip(problems, vgs, strict=True)]
     errors = []
 
     def work(k):

@@ -12,6 +12,7 @@ import pytest
 import adjointbench as ab
 from adjointbench import verify
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 NAME = "autograd"

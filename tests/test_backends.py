@@ -12,6 +12,7 @@ import adjointbench as ab
 from adjointbench import verify
 from adjointbench.backends import all_backends, python_descent
 from adjointbench.testing import random_problem
+
 from conftest import backend_or_skip
 
 GRADIENT_BACKENDS = [b.name for b in all_backends() if b.kind != "reference"]

@@ -15,6 +15,7 @@ from adjointbench.models import Lorenz96Problem
 from adjointbench.models import lorenz96_equations as l96
 from adjointbench.problem import Lorenz63Problem
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 CONTROLS = ("state", "state+params")

@@ -20,6 +20,7 @@ import adjointbench as ab
 from adjointbench import c_reference, verify
 from adjointbench.backends import python_descent
 from adjointbench.testing import random_problem
+
 from conftest import backend_or_skip
 
 COMPILED = ["numba", "cython"]

@@ -16,6 +16,7 @@ from adjointbench.backends import all_backends
 from adjointbench.cli import main
 from adjointbench.models import Lorenz96Problem
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 L96 = [b.name for b in all_backends() if not b.reference and "lorenz96" in b.models]

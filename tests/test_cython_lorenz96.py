@@ -18,6 +18,7 @@ from adjointbench.backends import python_descent
 from adjointbench.models import Lorenz96Problem
 from adjointbench.models import lorenz96_equations as l96
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 CONTROLS = ["state", "state+params"]

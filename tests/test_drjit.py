@@ -15,6 +15,7 @@ import adjointbench as ab
 from adjointbench import verify
 from adjointbench.models import lorenz96_equations as l96
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 NAME = "drjit"
@@ -185,6 +186,6 @@ def test_frozen_function_records_once_per_batch_size(rng):
         assert runner.fn.n_recordings == 1
         u = perturbed(rng, p)
         J, G = runner(u[None, :])
-        assert verify.check_vg(NAME, lambda v: (float(runner(v[None, :])[0][0]), runner(v[None, :])[1][0]), p, u).passed
+        assert verify.check_vg(NAME, lambda v, run=runner: (float(run(v[None, :])[0][0]), run(v[None, :])[1][0]), p, u).passed
         runner(np.tile(u, (3, 1)))
         assert runner.fn.n_recordings == 2

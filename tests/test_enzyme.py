@@ -41,15 +41,20 @@ def assert_matches_complex_step(vg, problem, u=None):
 
 
 # ---- gradient --------------------------------------------------------------------------
+#: controls the cost and gradient entries refuse (wrong length or shape, non-finite, not real)
+BAD_CONTROLS = [np.zeros(2), np.zeros(6), np.zeros((3, 1)), [1.0, np.nan, 2.0], [1.0, 2.0, np.inf], ["a", "b", "c"],
+                np.zeros(3, complex)]
+
+
 @needs_enzyme
 @pytest.mark.parametrize("control", ["state", "state+params"])
 def test_random_problems_on_one_build(rng, control):
     problems = [random_problem(rng, control) for _ in range(12)]
     vgs = [BACKEND.prepare(p) for p in problems]
-    for p, vg in zip(problems, vgs):
+    for p, vg in zip(problems, vgs, strict=True):
         assert_matches_complex_step(vg, p)
     # interleaved repeated calls at other points: each prepared kernel keeps its own buffers
-    for p, vg in reversed(list(zip(problems, vgs))):
+    for p, vg in reversed(list(zip(problems, vgs, strict=True))):
         u = p.u0 * rng.uniform(0.95, 1.05, p.n_control)
         assert_matches_complex_step(vg, p, u)
         assert_matches_complex_step(vg, p, u)
@@ -95,7 +100,7 @@ def test_forward_cost_is_the_gradients_J_and_the_python_cost(rng, control):
 
 
 @needs_enzyme
-@pytest.mark.parametrize("bad", [np.zeros(2), np.zeros(6), np.zeros((3, 1)), [1.0, np.nan, 2.0], [1.0, 2.0, np.inf], ["a", "b", "c"], np.zeros(3, complex)])
+@pytest.mark.parametrize("bad", BAD_CONTROLS)
 def test_bad_control_to_the_cost_is_a_value_error(bad):
     cost = BACKEND.prepare_cost(ab.Lorenz63Problem.paper())
     with pytest.raises(ValueError):
@@ -135,7 +140,7 @@ def test_bad_batches_are_value_errors(control):
 
 # ---- sizes are checked before native code ----------------------------------------------
 @needs_enzyme
-@pytest.mark.parametrize("bad", [np.zeros(2), np.zeros(6), np.zeros((3, 1)), [1.0, np.nan, 2.0], [1.0, 2.0, np.inf], ["a", "b", "c"], np.zeros(3, complex)])
+@pytest.mark.parametrize("bad", BAD_CONTROLS)
 def test_bad_control_is_a_value_error(bad):
     vg = BACKEND.prepare(ab.Lorenz63Problem.paper())
     with pytest.raises(ValueError):
@@ -200,7 +205,7 @@ def test_concurrent_calls_from_threads(rng):
     problems = [random_problem(rng, "state+params"), random_problem(rng, "state")]
     vgs = [BACKEND.prepare(p) for p in problems]
     points = [[p.u0 * rng.uniform(0.95, 1.05, p.n_control) for _ in range(20)] for p in problems]
-    expected = [[vg(u) for u in us] for vg, us in zip(vgs, points)]
+    expected = [[vg(u) for u in us] for vg, us in zip(vgs, points, strict=True)]
 
     def work(i):
         return [vgs[i % 2](u) for u in points[i % 2]]
@@ -208,14 +213,15 @@ def test_concurrent_calls_from_threads(rng):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(work, range(8)))
     for i, got in enumerate(results):
-        for (J, g), (J_ref, g_ref) in zip(got, expected[i % 2]):
+        for (J, g), (J_ref, g_ref) in zip(got, expected[i % 2], strict=True):
             assert J == J_ref and np.array_equal(g, g_ref)
 
 
 def test_unavailable_backend_says_why(monkeypatch):
     from adjointbench.backends import enzyme_aot
 
-    monkeypatch.setattr(enzyme_aot.native, "load", lambda name: (None, f"native extension adjointbench.{name} is not built (because)"))
+    monkeypatch.setattr(enzyme_aot.native, "load",
+                        lambda name: (None, f"native extension adjointbench.{name} is not built (because)"))
     ok, reason = BACKEND.available()
     assert not ok and "because" in reason
     with pytest.raises(ValueError, match="unavailable"):

@@ -4,7 +4,8 @@ Against complex step on random problems (both controls, with and without a backg
 observations at step 0 and at the last step), one large-N problem by the directional check,
 the native batch row by row, size checks before native code, the fused driver against the
 Python-driven loop, the tape allocator's reuse, the forward-only cost against the gradient's
-J and the Python cost, and the JIT route against the ahead-of-time one.  The shipped IR's staleness is checked in tests/test_enzyme.py (every front door).
+J and the Python cost, and the JIT route against the ahead-of-time one.  The shipped IR's staleness is
+checked in tests/test_enzyme.py (every front door).
 """
 
 import numpy as np
@@ -214,7 +215,7 @@ def test_concurrent_calls_and_tape_reuse(rng):
     problems = [random_problem96(rng, "state+params", n=40), random_problem96(rng, "state", n=int(rng.integers(4, 65)))]
     vgs = [BACKEND.prepare(p) for p in problems]
     points = [[p.u0 * rng.uniform(0.95, 1.05, p.n_control) for _ in range(10)] for p in problems]
-    expected = [[vg(u) for u in us] for vg, us in zip(vgs, points)]
+    expected = [[vg(u) for u in us] for vg, us in zip(vgs, points, strict=True)]
     assert _enzyme96.retained_tape() > 0  # this thread keeps its tape for the next gradient
 
     def work(i):
@@ -225,7 +226,7 @@ def test_concurrent_calls_and_tape_reuse(rng):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(work, range(8)))
     for i, got in enumerate(results):
-        for (J, g), (J_ref, g_ref) in zip(got, expected[i % 2]):
+        for (J, g), (J_ref, g_ref) in zip(got, expected[i % 2], strict=True):
             assert J == J_ref and np.array_equal(g, g_ref)
     assert _enzyme96.release_tape() > 0 and _enzyme96.retained_tape() == 0
     assert vgs[0](points[0][0])[0] == expected[0][0][0]  # fresh tape after the release
@@ -235,7 +236,8 @@ def test_unavailable_lorenz96_extension_says_why(monkeypatch):
     from adjointbench.backends import enzyme_aot
 
     real = enzyme_aot.native.load
-    monkeypatch.setattr(enzyme_aot.native, "load", lambda name: (None, "not built (because)") if name == "_enzyme96" else real(name))
+    monkeypatch.setattr(enzyme_aot.native, "load",
+                        lambda name: (None, "not built (because)") if name == "_enzyme96" else real(name))
     ok, reason = BACKEND.supports("lorenz96")
     assert not ok and "because" in reason
     with pytest.raises(ValueError):

@@ -17,12 +17,13 @@ import pytest
 
 import adjointbench as ab
 from adjointbench import verify
-from adjointbench.model import trajectory
 from adjointbench.backends import fortran_hand, python_descent
+from adjointbench.model import trajectory
 from adjointbench.models import Lorenz96Problem
 from adjointbench.models import lorenz96_equations as l96
 from adjointbench.problem import PARAM_NAMES
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 CONTROLS = ["state", "state+params"]

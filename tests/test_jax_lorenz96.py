@@ -18,6 +18,7 @@ from adjointbench.models import Lorenz96Problem
 from adjointbench.models import lorenz96_equations as l96
 from adjointbench.testing import random_problem
 from adjointbench.testing import random_problem96 as shared_random_problem96
+
 from conftest import backend_or_skip
 
 NAMES = ["jax", "jax-nojit", "enzyme-jax"]

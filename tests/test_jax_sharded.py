@@ -26,6 +26,7 @@ import adjointbench as ab
 from adjointbench import verify
 from adjointbench.models import Lorenz96Problem
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 NAME = "jax-sharded"

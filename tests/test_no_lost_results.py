@@ -34,9 +34,8 @@ def test_machine_names_tell_hosts_apart(monkeypatch):
 
 def test_problem_rows_never_shadow_the_paper_rows(tmp_path):
     pd = pytest.importorskip("pandas")
-    from test_report import bench_entry, write_run
-
     from adjointbench import report
+    from test_report import bench_entry, write_run
 
     paper = [bench_entry("gradient", "numpy", 4e-4), bench_entry("tbl3", "numpy", 4e-2)]
     write_run(tmp_path / "full.json", paper, mode="full", when="2026-01-01T00:00:00")

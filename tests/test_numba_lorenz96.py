@@ -19,6 +19,7 @@ from adjointbench import verify
 from adjointbench.backends import python_descent
 from adjointbench.models import lorenz96_equations as l96
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 CONTROLS = ["state", "state+params"]
@@ -333,7 +334,7 @@ def test_batch_from_two_threads(numba_backend, model, rng):
     vgb, vg = numba_backend.prepare_batch(p), numba_backend.prepare(p)
     Us = [p.u0 * (1 + 0.02 * rng.standard_normal((int(rng.integers(1, 7)), p.n_control))) for _ in range(6)]
     expected = [vgb(U) for U in Us]
-    for U, (J, G) in zip(Us, expected):
+    for U, (J, G) in zip(Us, expected, strict=True):
         for b in range(U.shape[0]):
             Jb, gb = vg(U[b])
             assert J[b] == pytest.approx(Jb, rel=1e-14, abs=0)

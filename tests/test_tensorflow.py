@@ -13,6 +13,7 @@ import pytest
 from adjointbench import verify
 from adjointbench.models import Lorenz96Problem
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 CONTROLS = ("state", "state+params")
@@ -22,7 +23,7 @@ EAGER, XLA = "tensorflow", "tensorflow-xla"
 def with_ends(rng, p):
     """``p`` also observed at step 0 and at its last step (new rows: an observed row plus noise)."""
     steps = sorted(set(p.obs_steps.tolist()) | {0, p.nsteps})
-    rows = {int(s): v for s, v in zip(p.obs_steps, p.obs_values)}
+    rows = {int(s): v for s, v in zip(p.obs_steps, p.obs_values, strict=True)}
     base = p.obs_values[0]
     values = np.array([rows.get(s, base + rng.standard_normal(base.shape)) for s in steps])
     return p.with_(obs_steps=steps, obs_values=values)

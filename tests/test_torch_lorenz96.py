@@ -13,13 +13,13 @@ import os
 import numpy as np
 import pytest
 
-import adjointbench as ab
 from adjointbench import verify
 from adjointbench.models import Lorenz96Problem
 from adjointbench.models import lorenz96_equations as l96
 from adjointbench.testing import random_problem, random_problem96
-from conftest import backend_or_skip
 from test_ad_backends import FLOAT32_TOLERANCE, is_float32
+
+from conftest import backend_or_skip
 
 CONTROLS = ("state", "state+params")
 

@@ -15,6 +15,7 @@ import adjointbench as ab
 from adjointbench import verify
 from adjointbench.models import lorenz96_equations as l96
 from adjointbench.testing import random_problem, random_problem96
+
 from conftest import backend_or_skip
 
 NAME = "warp"

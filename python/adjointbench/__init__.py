@@ -6,7 +6,8 @@
     J, g = vg(problem.u0)
 """
 
-from .backends import Backend, DescentResult, Prepared, backend, names as backend_names, python_descent
+from .backends import Backend, DescentResult, Prepared, backend, python_descent
+from .backends import names as backend_names
 from .models import MODELS, Lorenz96Problem, load_problem, problem_from_dict, problem_from_json
 from .problem import CONTROLS, Lorenz63Problem
 

@@ -35,10 +35,12 @@ import subprocess
 import sys
 import tempfile
 import timeit
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .backends.base import TBL3_ITERATIONS, TBL3_STEP
 from .models import Lorenz96Problem
@@ -72,7 +74,7 @@ def available(compiler: str = "gcc", source: str = SOURCE_NAME) -> tuple[bool, s
     return True, ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build(flags: tuple[str, ...] = DEFAULT_FLAGS, compiler: str = "gcc", source: str = SOURCE_NAME) -> Path:
     """Compile a C reference once per (flags, compiler, source) per process; return the executable."""
     ok, reason = available(compiler, source)
@@ -92,12 +94,13 @@ def _input(problem: Lorenz63Problem, u: np.ndarray, repeats: int, batch: int, it
         f"{problem.dt!r} {problem.n_control} {len(problem.obs_steps)} {repeats} {batch} {iterations} {step!r}",
         " ".join(repr(float(x)) for x in full),
     ]
-    lines += [f"{int(s)} " + " ".join(repr(float(x)) for x in row) for s, row in zip(problem.obs_steps, problem.obs_values)]
+    lines += [f"{int(s)} " + " ".join(repr(float(x)) for x in row)
+              for s, row in zip(problem.obs_steps, problem.obs_values, strict=True)]
     return "\n".join(lines) + "\n"
 
 
 def measure(
-    problem: Lorenz63Problem | None = None, u: Sequence[float] | None = None, *, repeats: int = 200,
+    problem: Lorenz63Problem | None = None, u: ArrayLike | None = None, *, repeats: int = 200,
     batch: int = 50, iterations: int = TBL3_ITERATIONS, step: float = TBL3_STEP,
     flags: Sequence[str] = DEFAULT_FLAGS, compiler: str = "gcc",
 ) -> dict[str, Any]:
@@ -112,7 +115,7 @@ def measure(
     problem = Lorenz63Problem.paper() if problem is None else problem
     if not isinstance(problem, Lorenz63Problem):
         raise ValueError(f"measure() needs a Lorenz63Problem, got {type(problem).__name__}")
-    u = problem.u0 if u is None else problem.check_control(u)
+    x = problem.u0 if u is None else problem.check_control(u)
     for name, value in (("repeats", repeats), ("batch", batch), ("iterations", iterations)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -121,7 +124,7 @@ def measure(
     flags = tuple(flags)
     exe = build(flags, compiler)
     proc = subprocess.run(
-        [str(exe)], input=_input(problem, u, repeats, batch, iterations, float(step)), capture_output=True, text=True,
+        [str(exe)], input=_input(problem, x, repeats, batch, iterations, float(step)), capture_output=True, text=True,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"C reference failed: {proc.stderr.strip()}")
@@ -141,14 +144,14 @@ def _input96(problem: Lorenz96Problem, u: np.ndarray, repeats: int, batch: int) 
     )
     floats = lambda xs: " ".join(map(repr, np.asarray(xs, dtype=np.float64).tolist()))  # noqa: E731 - exact round trip
     lines = [header, floats(u), " ".join(map(str, problem.obs_indices.tolist()))]
-    lines += [f"{int(s)} {floats(row)}" for s, row in zip(problem.obs_steps, problem.obs_values)]
+    lines += [f"{int(s)} {floats(row)}" for s, row in zip(problem.obs_steps, problem.obs_values, strict=True)]
     if bg is not None:
         lines.append(floats(bg))
     return "\n".join(lines) + "\n"
 
 
 def measure96(
-    problem: Lorenz96Problem | None = None, u: Sequence[float] | None = None, *, repeats: int = 20, batch: int = 5,
+    problem: Lorenz96Problem | None = None, u: ArrayLike | None = None, *, repeats: int = 20, batch: int = 5,
     flags: Sequence[str] = DEFAULT_FLAGS, compiler: str = "gcc",
 ) -> dict[str, Any]:
     """Run the Lorenz-96 C reference on ``problem`` (default: ``Lorenz96Problem.standard()``) at u (default u0).
@@ -162,13 +165,13 @@ def measure96(
     problem = Lorenz96Problem.standard() if problem is None else problem
     if not isinstance(problem, Lorenz96Problem):
         raise ValueError(f"measure96() needs a Lorenz96Problem, got {type(problem).__name__}")
-    u = problem.u0 if u is None else problem.check_control(u)
+    x = problem.u0 if u is None else problem.check_control(u)
     for name, value in (("repeats", repeats), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     flags = tuple(flags)
     exe = build(flags, compiler, SOURCE_NAME96)
-    stdout, stderr, rc, maxrss = _run_measured(exe, _input96(problem, u, repeats, batch))
+    stdout, stderr, rc, maxrss = _run_measured(exe, _input96(problem, x, repeats, batch))
     if rc != 0:
         raise RuntimeError(f"C reference failed: {stderr.strip()}")
     out = json.loads(stdout)
@@ -197,7 +200,7 @@ def _run_measured(exe: Path, text: str) -> tuple[str, str, int, int]:
         return fout.read(), ferr.read(), proc.returncode, int(usage.ru_maxrss) * 1024
 
 
-def check96(problem: Lorenz96Problem, u: Sequence[float] | None = None, **measure_kw: Any) -> dict[str, Any]:
+def check96(problem: Lorenz96Problem, u: ArrayLike | None = None, **measure_kw: Any) -> dict[str, Any]:
     """The Lorenz-96 C gradient against the complex-step reference (``verify.check_vg``'s rules).
 
     Returns the measurement with ``grad_error``/``J_error`` (full complex step up to
@@ -205,9 +208,9 @@ def check96(problem: Lorenz96Problem, u: Sequence[float] | None = None, **measur
     """
     from . import verify
 
-    u = problem.u0 if u is None else problem.check_control(u)
-    m = measure96(problem, u, **{"repeats": 1, "batch": 1, **measure_kw})
-    res = verify.check_vg("c_reference", lambda _u: (m["J"], m["grad"]), problem, u)
+    x = problem.u0 if u is None else problem.check_control(u)
+    m = measure96(problem, x, **{"repeats": 1, "batch": 1, **measure_kw})
+    res = verify.check_vg("c_reference", lambda _u: (m["J"], m["grad"]), problem, x)
     m.update(grad_error=res.grad_error, J_error=res.J_error, passed=res.passed)
     return m
 
@@ -237,6 +240,7 @@ def compare(
         b = backend(name)
         vg = b.prepare(problem)
         u0 = problem.u0
+        workload: Callable[[], Any]
         if b.fused:
             run = b.prepare_descent(problem)
             workload = functools.partial(run, u0)
@@ -294,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = verify.relative_error(m["grad"], g_ref)
     print(f"C reference ({m['compiler']}, {m['flags']}), paper problem, control {problem.control}")
     print(f"J = {m['J']!r} (complex-step reference {J_ref!r})")
-    for name, g in zip(problem.names, m["grad"].tolist()):
+    for name, g in zip(problem.names, m["grad"].tolist(), strict=True):
         print(f"dJ/d{name:<6}= {g!r}")
     print(f"gradient vs complex step: relative error {err:.2e} ({'pass' if err <= verify.TOLERANCE else 'FAIL'})")
     print(f"per gradient:  {m['call_s'] * 1e6:.3f} us (min over {args.repeats} batches)")

@@ -17,7 +17,8 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
-from typing import Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from . import commands
 
@@ -54,7 +55,7 @@ def require(command: str, extra: str, *modules: str) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         raise UsageError(f"{self.prog}: {message}")
 
 

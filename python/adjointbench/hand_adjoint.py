@@ -12,20 +12,23 @@ compiles this very source and the backend ``numpy`` runs it interpreted.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .model import forward
 
 
 def adjoint(
-    w: np.ndarray, sigma: float, r: float, beta: float, dt: float, nlast: int,
+    w: np.ndarray, sigma: Any, r: Any, beta: Any, dt: float, nlast: int,
     steps: np.ndarray, forcing: np.ndarray, v: np.ndarray, pgrad: np.ndarray,
 ) -> None:
     """Backward sweep of List 2 from step nlast to 0.
 
     forcing[k] (= dJ/dw at step steps[k]) is added when the sweep reaches steps[k]; v[n]
     receives the Lagrange multiplier lambda_n (eq. 18), pgrad = (a_sigma, a_r, a_beta) the
-    sums of eq. (19).  steps must be strictly increasing and steps[-1] <= nlast.
+    sums of eq. (19).  steps must be strictly increasing and steps[-1] <= nlast.  As in
+    ``model.forward`` the parameters are floats, or arrays over a trailing batch axis.
     """
     k = len(steps) - 1
     ax = 0.0
@@ -69,13 +72,15 @@ def adjoint(
 
 
 def value_and_grad(
-    x0: float, y0: float, z0: float, sigma: float, r: float, beta: float, dt: float,
+    x0: Any, y0: Any, z0: Any, sigma: Any, r: Any, beta: Any, dt: float,
     steps: np.ndarray, obs: np.ndarray, w: np.ndarray, v: np.ndarray, d: np.ndarray,
     grad: np.ndarray,
-) -> float:
+) -> Any:
     """J and dJ/d(x0, y0, z0, sigma, r, beta) into grad (length 6); returns J.
 
-    Work arrays: w, v of shape (>= steps[-1]+1, 3), d of shape (len(steps), 3).
+    Work arrays: w, v of shape (>= steps[-1]+1, 3), d of shape (len(steps), 3).  The control
+    entries are floats (J a float), or arrays over a trailing batch axis B with work arrays of
+    shapes (..., B) (J one value per member: ``numpy_hand.make_vgb``).
     The trajectory is integrated only to the last observation: later states do not enter J.
     """
     nlast = steps[len(steps) - 1]

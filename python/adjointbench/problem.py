@@ -10,6 +10,7 @@ message names the field, so the CLI can print it as one line.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
@@ -82,16 +83,43 @@ def _int(value: Any, what: str) -> int:
         raise ValueError(f"{what} must be an integer, got {value!r}")
     if isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
-        return int(value)
+    if isinstance(value, numbers.Real):
+        # an integer-valued real such as 200.0 read from JSON; numbers.Real promises
+        # __float__ but not __int__, so convert through the (already checked) float
+        v = float(value)
+        if math.isfinite(v) and v.is_integer():
+            return int(v)
     raise ValueError(f"{what} must be an integer, got {value!r}")
 
 
+def _reject_bools(value: Any, what: str) -> None:
+    # np.array([True, 1.5], float) silently gives [1.0, 1.5]; JSON booleans are not numbers
+    if isinstance(value, (list, tuple)):
+        stack = [value]
+        while stack:
+            seq = stack.pop()
+            for v in seq:
+                if isinstance(v, bool):
+                    raise ValueError(f"{what} must hold real numbers, found {v!r}")
+                if isinstance(v, (list, tuple)):
+                    stack.append(v)
+
+
 def _finite_array(value: Any, shape: tuple[int, ...] | None, what: str) -> np.ndarray:
+    """A read-only float64 array of real, finite entries (of ``shape`` if given), or ValueError.
+
+    Booleans and numeric strings are refused, not converted (``np.array(["1.5"], float)`` would
+    take the string; a problem file must hold numbers).
+    """
+    if not isinstance(value, np.ndarray):
+        _reject_bools(value, what)
     try:
-        arr = np.array(value, dtype=np.float64)
+        raw = np.asarray(value)
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be an array of real numbers, got {value!r}") from None
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"{what} must be an array of real numbers, got {value!r}")
+    arr = np.array(raw, dtype=np.float64)
     if shape is not None and arr.shape != shape:
         raise ValueError(f"{what} must have shape {shape}, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -156,7 +184,7 @@ class Lorenz63Problem:
         for s in steps:
             if not 0 <= s <= nsteps:
                 raise ValueError(f"observation step {s} is outside 0..nsteps={nsteps}")
-        for a, b in zip(steps, steps[1:]):
+        for a, b in itertools.pairwise(steps):
             if b == a:
                 raise ValueError(f"observation step {a} is repeated")
             if b < a:
@@ -209,7 +237,7 @@ class Lorenz63Problem:
 
     def grad_dict(self, g: np.ndarray) -> dict[str, float]:
         """The ``grad`` object of ``grad --json``: one number per control name."""
-        return dict(zip(self.names, map(float, np.asarray(g, dtype=np.float64))))
+        return dict(zip(self.names, map(float, np.asarray(g, dtype=np.float64)), strict=True))
 
     def cost(self, u: Any) -> Any:
         """J(u) by the Python model (complex u allowed: the complex-step reference)."""
@@ -220,9 +248,9 @@ class Lorenz63Problem:
     def label(self) -> str:
         return f"lorenz63 nsteps={self.nsteps} control={self.control}"
 
-    def with_(self, **changes: Any) -> "Lorenz63Problem":
+    def with_(self, **changes: Any) -> Lorenz63Problem:
         """A copy with some fields changed (validated again)."""
-        fields = dict(
+        fields: dict[str, Any] = dict(
             dt=self.dt, nsteps=self.nsteps, x0=self.x0, params=dict(self.params),
             obs_steps=self.obs_steps, obs_values=self.obs_values, control=self.control,
             model=self.model, noise=self.noise, seed=self.seed,
@@ -235,7 +263,7 @@ class Lorenz63Problem:
     def paper(
         cls, control: str = "state", noise: float = 0.0, seed: int | None = None, *, dt: float = PAPER_DT,
         nsteps: int = PAPER_NSTEPS, obs_steps: Any = PAPER_OBS_STEPS,
-    ) -> "Lorenz63Problem":
+    ) -> Lorenz63Problem:
         """The paper's set-up (§4.1): truth from (1, 3, 5), observations at 60, 120, 180.
 
         First guess (1.1, 3.3, 5.5); for control ``state+params`` also (sigma, r, beta) =
@@ -247,7 +275,8 @@ class Lorenz63Problem:
             dt=dt, nsteps=nsteps, x0=np.array(PAPER_FIRST_GUESS_X0), params=dict(PAPER_TRUTH_PARAMS),
             obs_steps=obs_steps, obs_values=np.zeros((len(np.atleast_1d(obs_steps)), 3)), control=control,
         )  # every field validated before the truth is integrated
-        truth = trajectory(np.array(PAPER_TRUTH_X0), *PAPER_TRUTH_PARAMS.values(), probe.dt, probe.last_obs_step)
+        sigma, r, beta = (PAPER_TRUTH_PARAMS[k] for k in PARAM_NAMES)
+        truth = trajectory(np.array(PAPER_TRUTH_X0), sigma, r, beta, probe.dt, probe.last_obs_step)
         values = truth[probe.obs_steps]
         noise = _finite_float(noise, "noise")
         if noise < 0:
@@ -271,7 +300,7 @@ class Lorenz63Problem:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, d: Any) -> "Lorenz63Problem":
+    def from_dict(cls, d: Any) -> Lorenz63Problem:
         if not isinstance(d, dict):
             raise ValueError("problem must be a JSON object")
         allowed = {"model", "dt", "nsteps", "x0", "params", "control", "obs"}
@@ -288,7 +317,7 @@ class Lorenz63Problem:
         if unknown:
             raise ValueError(f"unknown obs key(s): {', '.join(unknown)}")
         noise = obs.get("noise") or {}
-        if not isinstance(noise, dict):
+        if not isinstance(noise, dict) or set(noise) - {"sigma", "seed"}:
             raise ValueError('obs.noise must be an object {"sigma": ..., "seed": ...}')
         return cls(
             dt=d["dt"], nsteps=d["nsteps"], x0=d["x0"], params=d["params"],
@@ -297,7 +326,7 @@ class Lorenz63Problem:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "Lorenz63Problem":
+    def from_json(cls, text: str) -> Lorenz63Problem:
         from .models import problem_from_json
 
         problem = problem_from_json(text)
@@ -306,7 +335,7 @@ class Lorenz63Problem:
         return problem
 
     @classmethod
-    def load(cls, path: str | Path) -> "Lorenz63Problem":
+    def load(cls, path: str | Path) -> Lorenz63Problem:
         text = read_problem_text(path)
         try:
             return cls.from_json(text)

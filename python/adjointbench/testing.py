@@ -22,12 +22,12 @@ def random_problem(rng: np.random.Generator, control: str = "state", max_steps: 
     truth = {"sigma": rng.uniform(6, 14), "r": rng.uniform(20, 35), "beta": rng.uniform(1.5, 4.0)}
     x_truth = rng.uniform(-8, 8, 3) + np.array([0.0, 0.0, 20.0])
     k = int(rng.integers(1, min(nsteps + 1, 6) + 1))
-    steps = set(rng.choice(nsteps + 1, size=k, replace=False).tolist())
+    picked = set(rng.choice(nsteps + 1, size=k, replace=False).tolist())
     if rng.random() < 0.5:
-        steps.add(0)
+        picked.add(0)
     if rng.random() < 0.5:
-        steps.add(nsteps)
-    steps = sorted(steps)
+        picked.add(nsteps)
+    steps = np.array(sorted(picked), dtype=np.int64)
     w = trajectory(x_truth, truth["sigma"], truth["r"], truth["beta"], dt, nsteps)
     values = w[steps] + 0.5 * rng.standard_normal((len(steps), 3))
     guess = {name: value * rng.uniform(0.9, 1.1) for name, value in truth.items()}
@@ -55,16 +55,16 @@ def random_problem96(
     dt = float(rng.uniform(0.005, 0.05))
     F = float(rng.uniform(4.0, 12.0))
     k = int(rng.integers(1, min(nsteps + 1, 6) + 1))
-    steps = set(rng.choice(nsteps + 1, size=k, replace=False).tolist())
+    picked = set(rng.choice(nsteps + 1, size=k, replace=False).tolist())
     if rng.random() < 0.5:
-        steps.add(0)
+        picked.add(0)
     if rng.random() < 0.5:
-        steps.add(nsteps)
-    steps = sorted(steps)
+        picked.add(nsteps)
+    steps = np.array(sorted(picked), dtype=np.int64)
     m = int(rng.integers(1, n + 1))
     idx = np.sort(rng.choice(n, size=m, replace=False))
     x_truth = F + 2.0 * rng.standard_normal(n)
-    truth = l96.observe(x_truth, F, dt, np.array(steps), idx)
+    truth = l96.observe(x_truth, F, dt, steps, idx)
     sigma_o = float(rng.uniform(0.5, 2.0))
     values = truth + sigma_o * rng.standard_normal(truth.shape)
     if background is None:

@@ -8,14 +8,16 @@ cancellation.  A backend is trusted, and may be timed, only when its gradient ma
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import hand_adjoint, model
-from .models import Problem
+from .models import Lorenz96Problem, Problem
 from .problem import Lorenz63Problem
 
 TOLERANCE = 1e-10
@@ -24,44 +26,46 @@ TOLERANCE = 1e-10
 FULL_GRADIENT_MAX = 65
 #: random directions of the directional check
 DIRECTIONS = 3
+#: step sizes a of the Taylor test, 1e-1 .. 1e-15
+TAYLOR_ALPHAS = tuple(10.0 ** -k for k in range(1, 16))
 
 
-def complex_step_gradient(f: Callable[[np.ndarray], Any], u: Sequence[float], h: float = 1e-20) -> np.ndarray:
+def complex_step_gradient(f: Callable[[np.ndarray], Any], u: ArrayLike, h: float = 1e-20) -> np.ndarray:
     """grad f(u) by complex step, eq. (24): Im f(u + i h e_k) / h.  f must accept complex input."""
-    u = np.asarray(u, dtype=np.float64)
-    g = np.empty_like(u)
-    for k in range(u.size):
-        uc = u.astype(np.complex128)
+    x = np.asarray(u, dtype=np.float64)
+    g = np.empty_like(x)
+    for k in range(x.size):
+        uc = x.astype(np.complex128)
         uc[k] += 1j * h
         g[k] = np.imag(f(uc)) / h
     return g
 
 
-def complex_step_directional(f: Callable[[np.ndarray], Any], u: Sequence[float], d: np.ndarray, h: float = 1e-20) -> float:
+def complex_step_directional(f: Callable[[np.ndarray], Any], u: ArrayLike, d: np.ndarray, h: float = 1e-20) -> float:
     """The directional derivative d/da f(u + a d) at a = 0 by complex step: Im f(u + i h d) / h."""
-    u = np.asarray(u, dtype=np.float64)
-    return float(np.imag(f(u + 1j * h * np.asarray(d, dtype=np.float64))) / h)
+    x = np.asarray(u, dtype=np.float64)
+    return float(np.imag(f(x + 1j * h * np.asarray(d, dtype=np.float64))) / h)
 
 
-def fd_gradient(f: Callable[[np.ndarray], Any], u: Sequence[float], h: float | None = None) -> np.ndarray:
+def fd_gradient(f: Callable[[np.ndarray], Any], u: ArrayLike, h: float | None = None) -> np.ndarray:
     """Central finite differences, eq. (22); default h_k = eps^(1/3) max(1, |u_k|)."""
-    u = np.asarray(u, dtype=np.float64)
-    g = np.empty_like(u)
-    for k in range(u.size):
-        hk = h if h is not None else np.cbrt(np.finfo(float).eps) * max(1.0, abs(u[k]))
-        up = u.copy()
-        um = u.copy()
+    x = np.asarray(u, dtype=np.float64)
+    g = np.empty_like(x)
+    for k in range(x.size):
+        hk = h if h is not None else np.cbrt(np.finfo(float).eps) * max(1.0, abs(x[k]))
+        up = x.copy()
+        um = x.copy()
         up[k] += hk
         um[k] -= hk
         g[k] = (float(f(up)) - float(f(um))) / (up[k] - um[k])
     return g
 
 
-def reference(problem: Problem, u: Sequence[float] | None = None) -> tuple[float, np.ndarray]:
+def reference(problem: Problem, u: ArrayLike | None = None) -> tuple[float, np.ndarray]:
     """(J, grad) at u (default u0) by complex step on the Python forward model."""
-    u = problem.u0 if u is None else problem.check_control(u)
-    J = float(problem.cost(u))
-    return J, complex_step_gradient(problem.cost, u)
+    x = problem.u0 if u is None else problem.check_control(u)
+    J = float(problem.cost(x))
+    return J, complex_step_gradient(problem.cost, x)
 
 
 def relative_error(g: np.ndarray, g_ref: np.ndarray) -> float:
@@ -90,7 +94,9 @@ class CheckResult:
 
 
 @lru_cache(maxsize=8)
-def _directional_reference(problem: Problem, u_bytes: bytes, directions: int, seed: int) -> tuple[np.ndarray, ...]:
+def _directional_reference(
+    problem: Problem, u_bytes: bytes, directions: int, seed: int,
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     u = np.frombuffer(u_bytes, dtype=np.float64)
     rng = np.random.default_rng(seed)
     ds = [rng.standard_normal(problem.n_control) for _ in range(directions)]
@@ -121,7 +127,7 @@ def directional_error(
     if g.shape != (problem.n_control,) or not np.all(np.isfinite(g)):
         return float("inf")
     ds, D = directional_reference(problem, u, directions, seed)
-    err = max(abs(float(g @ d) - Dk) for d, Dk in zip(ds, D))
+    err = max(abs(float(g @ d) - Dk) for d, Dk in zip(ds, D, strict=True))
     scale = float(np.max(np.abs(D)))
     if not np.isfinite(err):
         return float("inf")
@@ -138,21 +144,21 @@ def _relative(J: float, J_ref: float) -> float:
 
 def check_vg(
     name: str, vg: Callable[[np.ndarray], tuple[float, np.ndarray]], problem: Problem,
-    u: Sequence[float] | None = None, tolerance: float = TOLERANCE,
+    u: ArrayLike | None = None, tolerance: float = TOLERANCE,
 ) -> CheckResult:
     """Compare a prepared vg with the complex-step reference at u (default u0).
 
     Up to ``FULL_GRADIENT_MAX`` controls: the whole complex-step gradient; beyond, complex-step
     directional derivatives along random directions (``directional_error``).
     """
-    u = problem.u0 if u is None else problem.check_control(u)
-    J, g = vg(u.copy())
+    x = problem.u0 if u is None else problem.check_control(u)
+    J, g = vg(x.copy())
     J = float(J)
     if problem.n_control <= FULL_GRADIENT_MAX:
-        J_ref, g_ref = reference(problem, u)
+        J_ref, g_ref = reference(problem, x)
         return CheckResult(name, relative_error(g, g_ref), _relative(J, J_ref), tolerance)
-    J_ref = float(problem.cost(u))
-    return CheckResult(name, directional_error(problem, u, g), _relative(J, J_ref), tolerance)
+    J_ref = float(problem.cost(x))
+    return CheckResult(name, directional_error(problem, x, g), _relative(J, J_ref), tolerance)
 
 
 def check_backend(
@@ -167,7 +173,7 @@ def check_backend(
 
 def taylor_test(
     f: Callable[[np.ndarray], float], grad: np.ndarray, u: np.ndarray, du: np.ndarray | None = None,
-    alphas: Sequence[float] = tuple(10.0 ** -k for k in range(1, 16)),
+    alphas: Sequence[float] = TAYLOR_ALPHAS,
 ) -> np.ndarray:
     """Gradient test (Huang & Yang's chkgra): (J(u + a du) - J(u)) / (a grad.du) for each a.
 
@@ -205,7 +211,7 @@ def _tlm_adjoint(problem: Lorenz63Problem, u: np.ndarray):
     return L, LT
 
 
-def _tlm_adjoint96(problem: Any, u: np.ndarray):
+def _tlm_adjoint96(problem: Lorenz96Problem, u: np.ndarray):
     """Tangent linear map du -> dx_N and its transpose for Lorenz-96 RK4 (models/lorenz96_equations)."""
     from .models import lorenz96_equations as l96
 
@@ -235,7 +241,7 @@ def dot_product_test(problem: Problem, u: np.ndarray, du: np.ndarray) -> tuple[f
 
     Equal to rounding when the adjoint is the transpose of the tangent linear model.
     """
-    if problem.model == "lorenz96":
+    if isinstance(problem, Lorenz96Problem):
         L96, LT96 = _tlm_adjoint96(problem, u)
         dxN = L96(np.asarray(du, dtype=np.float64))
         return float(dxN @ dxN), float(np.asarray(du) @ LT96(dxN))

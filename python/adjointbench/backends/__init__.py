@@ -12,7 +12,12 @@ import pkgutil
 from functools import lru_cache
 
 from .base import (
-    TBL3_ITERATIONS, TBL3_STEP, Backend, DescentResult, Prepared, python_descent,
+    TBL3_ITERATIONS,
+    TBL3_STEP,
+    Backend,
+    DescentResult,
+    Prepared,
+    python_descent,
 )
 
 #: display order of the public backend names (DESIGN.md); unknown names follow alphabetically

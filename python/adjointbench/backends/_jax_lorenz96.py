@@ -19,7 +19,8 @@ device, precision, x64 and compile logic is ``_jax_model.py``'s, shared with Lor
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -30,15 +30,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ..models import Problem
+from ..models import Lorenz96Problem, Problem
 from ..problem import Lorenz63Problem
 from .base import DescentResult, Prepared, PreparedBatch, check_controls
 
@@ -60,8 +61,9 @@ def x64() -> Iterator[None]:
         yield
 
 
-def np_dtype(dtype: str) -> type:
-    return {"float64": np.float64, "float32": np.float32}[dtype]
+def np_dtype(dtype: str) -> type[np.floating[Any]]:
+    types: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
+    return types[dtype]
 
 
 def visible_devices() -> list[str]:
@@ -178,7 +180,7 @@ def descent(
 def cost_for(problem: Problem, dtype: str = "float64", unroll: int = 1, route: str = "jax") -> Cost:
     """The ``jax.numpy`` cost J(u) of ``problem``'s model (Lorenz-63 here, Lorenz-96 in
     ``_jax_lorenz96.py``), as AD route ``route`` gets it (``_jax_lorenz96.MIN_TRIP``)."""
-    if problem.model == "lorenz96":
+    if isinstance(problem, Lorenz96Problem):
         from . import _jax_lorenz96
 
         return _jax_lorenz96.make_cost(problem, dtype, unroll, _jax_lorenz96.MIN_TRIP.get(route, 0))

@@ -22,8 +22,9 @@ cost of recording is then part of every gradient.
 
 Batches (``prepare_batch``, idiom "native loop (tape replay)"): one native call loops over the
 members in C++, each a zos_forward + fos_reverse of the same tape: ``adolc``'s tape from
-``prepare``; for ``adolc-retape`` a tape recorded afresh at the first member of every call.  ADOL-C's drivers are sequential on one
-tape (and the library is not thread-safe), so threads are not an option.
+``prepare``; for ``adolc-retape`` a tape recorded afresh at the first member of every call.
+ADOL-C's drivers are sequential on one tape (and the library is not thread-safe), so threads
+are not an option.
 
 Forward-only J (``prepare_cost``, the cheap-gradient ratio's denominator): ``adolc``: a
 zos_forward of the tape with keep = 0 (the interpreter, no Taylor stack); ``adolc-retape``:
@@ -32,7 +33,8 @@ the plain double forward model (the same C++ template instantiated on double, no
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -21,7 +21,8 @@ float64 arrays: no boxes, no tape.  Float64 on the CPU only (autograd is NumPy).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

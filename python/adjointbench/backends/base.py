@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def python_descent(
 
 
 def native_descent(
-    descent: Callable[[np.ndarray, int, float], "tuple[np.ndarray, np.ndarray]"], iterations: int, step: float,
+    descent: Callable[[np.ndarray, int, float], tuple[np.ndarray, np.ndarray]], iterations: int, step: float,
 ) -> Callable[[np.ndarray], DescentResult]:
     """The fused driver of a native kernel whose ``descent(u0, iterations, step)`` returns (u, costs)."""
 
@@ -284,7 +285,9 @@ class Backend:
         """Whether ``prepare_cost`` (forward-only J) exists for ``model``."""
         return model in self.models and hasattr(self, "_prepare_cost" if model == "lorenz63" else f"_prepare_cost_{model}")
 
-    def prepare_cost(self, problem: Problem, *, device: str | None = None, dtype: str = "float64") -> Callable[[np.ndarray], float]:
+    def prepare_cost(
+        self, problem: Problem, *, device: str | None = None, dtype: str = "float64",
+    ) -> Callable[[np.ndarray], float]:
         """Forward-only ``J(u)`` by the same tool and code path as ``prepare`` (no gradient, no tape).
 
         The scaling study divides the gradient's time by this one's (the cheap-gradient ratio).

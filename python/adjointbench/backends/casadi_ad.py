@@ -64,7 +64,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,7 @@ def cost63(problem: Lorenz63Problem, u: Any) -> Any:
         sigma, r, beta = u[3], u[4], u[5]
     else:
         sigma, r, beta = (problem.params[k] for k in ("sigma", "r", "beta"))
-    obs = {int(s): row for s, row in zip(problem.obs_steps, problem.obs_values)}
+    obs = {int(s): row for s, row in zip(problem.obs_steps, problem.obs_values, strict=True)}
     J = 0
     for n in range(problem.last_obs_step + 1):
         if n in obs:
@@ -159,7 +160,7 @@ def cost96(problem: Lorenz96Problem, u: Any) -> Any:
     step = step_function96(n, problem.dt)
     idx = problem.obs_indices.tolist()
     full = len(idx) == n
-    obs = {int(s): row for s, row in zip(problem.obs_steps, problem.obs_values)}
+    obs = {int(s): row for s, row in zip(problem.obs_steps, problem.obs_values, strict=True)}
     x = x0
     J = 0
     for s in range(problem.last_obs_step + 1):
@@ -258,9 +259,10 @@ class _Bound:
 
     def __call__(self, u: np.ndarray, *outs: np.ndarray) -> None:
         with self.lock:
-            self.buf.set_arg(0, memoryview(u))
+            # ndarray.data is memoryview(array); NumPy's stubs declare the buffer protocol only for Python >= 3.12
+            self.buf.set_arg(0, u.data)
             for i, out in enumerate(outs):
-                self.buf.set_res(i, memoryview(out))
+                self.buf.set_res(i, out.data)
             self.run()
 
 
@@ -365,7 +367,8 @@ class CasadiBackend(Backend):
         import casadi as ca
 
         return {
-            "casadi_version": ca.__version__, "graph": "SX, window unrolled", "evaluation": "SX virtual machine",
+            "casadi_version": ca.__version__,  # type: ignore[attr-defined]  # set at import; casadi's stubs omit it
+            "graph": "SX, window unrolled", "evaluation": "SX virtual machine",
             "sx_instructions": int(f.n_instructions()), "work": work(problem), "max_work": max_work(),
         }
 

@@ -25,7 +25,8 @@ extension built without OpenMP runs the rows serially (``info["openmp"]`` is Fal
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,13 @@ from ..models import Lorenz96Problem
 from ..models.lorenz96 import default_memory_budget
 from ..problem import PARAM_NAMES, Lorenz63Problem
 from .base import (
-    Backend, DescentResult, Prepared, PreparedBatch, check_controls, native_descent, requested_threads,
+    Backend,
+    DescentResult,
+    Prepared,
+    PreparedBatch,
+    check_controls,
+    native_descent,
+    requested_threads,
 )
 
 MODULE = "_cython_hand"

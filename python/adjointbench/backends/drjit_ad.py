@@ -49,12 +49,14 @@ this module never imports TensorFlow (the tensorflow backend imports drjit first
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 import types
 from collections import OrderedDict
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -67,15 +69,13 @@ from .base import Backend, Prepared, PreparedBatch, check_controls
 CACHED_BATCH_SIZES = 4
 
 
-@lru_cache(maxsize=None)
+@cache
 def array_types(device: str) -> types.SimpleNamespace:
     """The AD array types of the backend for ``device``: LLVM on ``cpu``, CUDA on ``gpu``."""
     import drjit as dr
 
-    if device == "gpu":
-        import drjit.cuda.ad as m
-    else:
-        import drjit.llvm.ad as m
+    # only the device's own module is imported (drjit.cuda.ad needs CUDA)
+    m = importlib.import_module("drjit.cuda.ad" if device == "gpu" else "drjit.llvm.ad")
     return types.SimpleNamespace(dr=dr, Float64=m.Float64, UInt32=m.UInt32, Bool=m.Bool,
                                  backend=dr.JitBackend.CUDA if device == "gpu" else dr.JitBackend.LLVM)
 
@@ -126,7 +126,7 @@ def cost63(T: Any, w: list[Any], par: list[Any], c: dict[str, Any], nlast: int) 
 
     def body(n: Any, x: Any, y: Any, z: Any, J: Any) -> tuple[Any, ...]:
         k = dr.gather(T.UInt32, kidx, n)
-        dx, dy, dz = (v - dr.gather(F64, Yj, k) for v, Yj in zip((x, y, z), Y))
+        dx, dy, dz = (v - dr.gather(F64, Yj, k) for v, Yj in zip((x, y, z), Y, strict=True))
         J = J + dr.select(dr.gather(T.Bool, mask, n), 0.5 * (dx * dx + dy * dy + dz * dz), 0.0)
         x, y, z = euler_step(x, y, z, sigma, r, beta, dt)
         return n + 1, x, y, z, J
@@ -134,7 +134,7 @@ def cost63(T: Any, w: list[Any], par: list[Any], c: dict[str, Any], nlast: int) 
     x, y, z = w
     J0 = dr.zeros(F64, dr.width(x))
     _, x, y, z, J = dr.while_loop((dr.opaque(T.UInt32, 0), x, y, z, J0), cond, body, max_iterations=max(nlast, 1))
-    dx, dy, dz = (v - yl for v, yl in zip((x, y, z), c["ylast"]))
+    dx, dy, dz = (v - yl for v, yl in zip((x, y, z), c["ylast"], strict=True))
     return J + 0.5 * (dx * dx + dy * dy + dz * dz)
 
 
@@ -261,7 +261,8 @@ class Runner:
 
     def _c(self, B: int) -> dict[str, Any]:
         if not self.l96:
-            return self._shared  # type: ignore[return-value]
+            assert self._shared is not None  # built in __init__ for Lorenz-63
+            return self._shared
         c = self._consts.pop(B, None)
         if c is None:
             while len(self._consts) >= CACHED_BATCH_SIZES:
@@ -351,7 +352,8 @@ class DrJitBackend(Backend):
         if device == "gpu" and self.available()[0] and "gpu" not in self.devices():
             import drjit as dr
 
-            raise ValueError(f"backend 'drjit' cannot run on device 'gpu' here: drjit {dr.__version__} sees no CUDA device")
+            version = dr.__version__  # type: ignore[attr-defined]  # set at import; drjit's stubs omit it
+            raise ValueError(f"backend 'drjit' cannot run on device 'gpu' here: drjit {version} sees no CUDA device")
         return super()._check_options(device, dtype)
 
     def _runner(self, problem: Any, device: str, grad: bool) -> tuple[Runner, dict[str, Any], float]:
@@ -371,6 +373,7 @@ class DrJitBackend(Backend):
 
         def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
             J, G = runner(check(u)[None, :])
+            assert G is not None  # a grad=True runner always returns G
             return float(J[0]), G[0]
 
         return Prepared(vg, problem, device=device, dtype=dtype, compile_s=compile_s, info=info)
@@ -418,7 +421,9 @@ class DrJitBackend(Backend):
         def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             U = check_controls(problem, U)  # shape, B >= 1, finite: before any Dr.Jit work
             _check_budget(problem, U.shape[0])
-            return runner(U)  # type: ignore[return-value]
+            J, G = runner(U)
+            assert G is not None  # a grad=True runner always returns G
+            return J, G
 
         return PreparedBatch(vgb, problem, idiom=self.batch_idiom, device=device, dtype=dtype,
                              compile_s=compile_s, info=info)

@@ -22,7 +22,7 @@ IR, object and compiler flags, with no shadow and no tape.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

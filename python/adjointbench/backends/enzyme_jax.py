@@ -19,8 +19,11 @@ batch (idiom "vmap"), no Python loop, and the derivative still Enzyme's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
+
+import numpy as np
 
 from ..models import Problem
 from .base import Backend, DescentResult, Prepared, PreparedBatch
@@ -106,7 +109,7 @@ class EnzymeJaxBackend(Backend):
 
     def _prepare_descent(
         self, problem: Problem, *, iterations: int, step: float, device: str, dtype: str
-    ) -> Callable[[object], DescentResult]:
+    ) -> Callable[[np.ndarray], DescentResult]:
         from . import _jax_model
 
         return _jax_model.jit_descent(

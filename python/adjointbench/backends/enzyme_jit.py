@@ -19,7 +19,7 @@ compiled by the same cpp_call route (its own compilation in prepare).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -52,9 +52,10 @@ import ctypes
 import shutil
 import sysconfig
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,8 @@ def load() -> tuple[Any, str]:
     except AttributeError:
         version = None
     if version != ABI_VERSION:
-        return None, f"{path.name} is stale (ABI {version}, expected {ABI_VERSION}); rebuild with `python setup.py build_ext --inplace`"
+        return None, (f"{path.name} is stale (ABI {version}, expected {ABI_VERSION}); "
+                      "rebuild with `python setup.py build_ext --inplace`")
     try:
         for name in ("ab63_value_and_grad", "ab63_cost", "ab63_descent", "ab63_batch",
                      "ab96_value_and_grad", "ab96_cost", "ab96_descent", "ab96_batch"):

@@ -19,7 +19,9 @@ the global flag) or, on request, float32 as the paper's JAX runs did.  Devices: 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+
+import numpy as np
 
 from ..models import Problem
 from .base import Backend, DescentResult, Prepared, PreparedBatch
@@ -57,7 +59,7 @@ class JaxBackend(_JaxBase):
 
     def _prepare_descent(
         self, problem: Problem, *, iterations: int, step: float, device: str, dtype: str
-    ) -> Callable[[object], DescentResult]:
+    ) -> Callable[[np.ndarray], DescentResult]:
         import jax
 
         from . import _jax_model

@@ -71,8 +71,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -115,8 +116,8 @@ def visible_devices() -> list[str]:
     try:
         from ._jax_model import visible_devices as found
     except ImportError:  # pragma: no cover - only if _jax_model dropped it
-        found = None
-    if found is not None:
+        pass
+    else:
         return found()
     import jax
 
@@ -470,7 +471,7 @@ class _Sharded:
             specs = (P(AXIS), P(), P(None, AXIS), P(AXIS), P(AXIS))
             shardings = tuple(NamedSharding(mesh, s) for s in specs)
             abstract = [jax.ShapeDtypeStruct(shape, np.float64, sharding=sh) for shape, sh in
-                        zip([(lay.k * lay.b,), (), Y.shape, M.shape, XB.shape], shardings)]
+                        zip([(lay.k * lay.b,), (), Y.shape, M.shape, XB.shape], shardings, strict=True)]
             t0 = time.perf_counter()
             lowered = jax.jit(fn, in_shardings=shardings).lower(*abstract)
             t1 = time.perf_counter()
@@ -625,7 +626,7 @@ def _member_sharded(problem: Problem, device: str, grad: bool) -> tuple[Callable
 
     with x64():
         mesh = make_mesh(device)
-        if problem.model == "lorenz63":
+        if isinstance(problem, Lorenz63Problem):
             J, host_consts = lorenz63_cost(problem)
         else:
             n, params = problem.n, problem.control == "state+params"

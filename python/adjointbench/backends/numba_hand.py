@@ -47,8 +47,9 @@ from __future__ import annotations
 import threading
 import time
 import types
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,6 +58,14 @@ from ..models import Lorenz96Problem
 from ..models.lorenz96 import default_memory_budget
 from ..problem import Lorenz63Problem
 from .base import Backend, DescentResult, Prepared, PreparedBatch, check_controls
+
+if TYPE_CHECKING:
+    # numba is imported lazily (on first prepare); at run time ``_batch63`` finds it in the
+    # globals ``_rebound`` gives it, as it finds ``kernel`` (declared below, never assigned here)
+    import numba
+
+#: the compiled List 2 kernel, a global of ``_batch63`` bound only by ``_rebound``
+kernel: Callable[..., float]
 
 _F64 = np.dtype(np.float64)
 #: J = 1/2 sum of squares is never negative: the entry's way of saying "input not finite"
@@ -72,8 +81,8 @@ _groups: dict[str, dict[str, Any]] = {}
 _group_s: dict[str, float] = {}
 
 
-def _rebound(fn: Callable, **callees: Callable) -> Callable:
-    """``fn``'s own code with some global names bound to other (jitted) functions."""
+def _rebound(fn: Callable, **callees: object) -> Callable:
+    """``fn``'s own code with some global names bound to other objects (jitted functions, a module)."""
     glb = dict(fn.__globals__)
     glb.update(callees)
     return types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
@@ -516,11 +525,14 @@ class NumbaBackend(Backend):
         kernels, spent = _group(group)
         make = self._vgb96 if problem.model == "lorenz96" else self._vgb63
         vgb = make(problem, kernels["batch"])
+        # numba.config sets its options (THREADING_LAYER, ...) from the environment at run time,
+        # so numba's own typing does not declare them
+        layer = numba.config.THREADING_LAYER  # type: ignore[attr-defined]
         return PreparedBatch(
             vgb, problem, idiom=self.batch_idiom, device=device, dtype=dtype, compile_s=spent,
             # the count at prepare; prange uses numba.get_num_threads() of the calling thread
             # at each call (numba.set_num_threads / NUMBA_NUM_THREADS)
-            info=_info(threads=numba.get_num_threads(), threading_layer_requested=numba.config.THREADING_LAYER,
+            info=_info(threads=numba.get_num_threads(), threading_layer_requested=layer,
                        **{f"compile_s_{group}_in_process": _group_s[group]}),
         )
 

@@ -49,7 +49,8 @@ import shutil
 import threading
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -214,7 +215,10 @@ def data96(problem: Lorenz96Problem) -> tuple[Any, ...]:
 
 # ---- gradient and compilation -------------------------------------------------------------
 
-GRAPHS = {"lorenz63": (graph63, data63), "lorenz96": (graph96, data96)}
+#: a model's graph builder (inputs, U, J) and its problem's numbers as the inputs after U
+GraphBuilder = Callable[[bool, Any], tuple[list[Any], Any, Any]]
+GraphData = Callable[[Any], tuple[Any, ...]]  # the problem of the model it is keyed by
+GRAPHS: dict[str, tuple[GraphBuilder, GraphData]] = {"lorenz63": (graph63, data63), "lorenz96": (graph96, data96)}
 
 
 class Compiled:
@@ -283,7 +287,7 @@ def c_report(fn: Any) -> dict[str, Any]:
     vms = [fn.vm]
     while vms:
         vm = vms.pop()
-        for node, thunk in zip(vm.nodes, vm.thunks):
+        for node, thunk in zip(vm.nodes, vm.thunks, strict=True):
             if isinstance(node.op, Scan):
                 scan += 1
                 vms.append(node.op.fn.vm)

@@ -58,7 +58,8 @@ import tempfile
 import threading
 import time
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -154,7 +155,8 @@ def _params63(problem: Lorenz63Problem, u: Any) -> tuple[Any, Any, Any]:
     """(sigma, r, beta): the control's last three entries, or the problem's fixed floats."""
     if problem.n_control == 6:
         return u[..., 3], u[..., 4], u[..., 5]
-    return tuple(problem.params[k] for k in ("sigma", "r", "beta"))
+    p = problem.params
+    return p["sigma"], p["r"], p["beta"]
 
 
 def make_cost63(problem: Lorenz63Problem) -> Callable[[Any], Any]:

@@ -36,7 +36,8 @@ import os
 import shutil
 import time
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -474,7 +475,8 @@ class TorchCompileBackend(_TorchBase):
         if os.environ.get(COMPILE_ENV, "") != "1":
             return False, (
                 "opt-in (set ADJOINTBENCH_TORCH_COMPILE=1): torch.compile unrolls the time loop and "
-                "Inductor takes a minute or more per problem (cold: ~80 s on 2 idle cores, >200 s loaded, for the paper's 180 steps)"
+                "Inductor takes a minute or more per problem (cold: ~80 s on 2 idle cores, >200 s loaded, "
+                "for the paper's 180 steps)"
             )
         if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
             return False, "torch.compile's Inductor needs a C++ compiler for CPU code; none found on PATH"

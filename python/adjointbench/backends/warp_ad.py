@@ -48,8 +48,9 @@ a cache hit afterwards takes milliseconds.
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -183,7 +184,7 @@ class _Kernels:
     __slots__ = ("load", "euler63", "rk4_stage", "rk4_last", "obs_cost", "background_cost")
 
     def __init__(self, *ks: Any) -> None:
-        for name, k in zip(self.__slots__, ks):
+        for name, k in zip(self.__slots__, ks, strict=True):
             setattr(self, name, k)
 
 
@@ -411,6 +412,7 @@ class WarpBackend(Backend):
 
         def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
             J, G = runner(check(u)[None, :])
+            assert G is not None  # a grad=True runner always returns G
             return float(J[0]), G[0]
 
         return Prepared(vg, problem, device=device, dtype=dtype, compile_s=compile_s + info["capture_s"], info=info)
@@ -460,7 +462,9 @@ class WarpBackend(Backend):
         def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             U = check_controls(problem, U)  # shape, B >= 1, finite: before any Warp work
             runner.spec.check_budget(U.shape[0], True)
-            return runner(U)  # type: ignore[return-value]
+            J, G = runner(U)
+            assert G is not None  # a grad=True runner always returns G
+            return J, G
 
         return PreparedBatch(vgb, problem, idiom=self.batch_idiom, device=device, dtype=dtype,
                              compile_s=compile_s, info=info)

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..models import Problem, load_problem as load_problem_file, model_names
+from ..models import Problem, model_names
+from ..models import load_problem as load_problem_file
 from ..models.lorenz96 import Lorenz96Problem
 from ..problem import CONTROLS, Lorenz63Problem
 

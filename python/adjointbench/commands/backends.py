@@ -15,7 +15,8 @@ ORDER = 20
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument("--matrix", action="store_true",
-                   help="print the declared support matrix (backend x model: gradient, fused, batch idiom, forward-only) as markdown")
+                   help="print the declared support matrix (backend x model: gradient, fused, batch idiom, "
+                        "forward-only) as markdown")
 
 
 def rows() -> list[dict]:

@@ -16,8 +16,10 @@ ORDER = 40
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", action="append", metavar="NAME", help="backend to check (repeatable; default: all but references)")
-    p.add_argument("--problem", metavar="FILE", help="problem JSON, any model (default: the model's default problem, both controls)")
+    p.add_argument("--backend", action="append", metavar="NAME",
+                   help="backend to check (repeatable; default: all but references)")
+    p.add_argument("--problem", metavar="FILE",
+                   help="problem JSON, any model (default: the model's default problem, both controls)")
     p.add_argument("--model", choices=model_names(), default="lorenz63",
                    help="without --problem: lorenz63 (the paper's problem) or lorenz96 (standard, n = 40)")
     p.add_argument("--tolerance", type=float, default=verify.TOLERANCE)

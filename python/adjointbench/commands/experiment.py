@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..cli import require
+
 # the experiments package itself needs NumPy only; its modules (scipy, tqdm, matplotlib) are
 # imported by run_experiment
 from ..experiments import DEFAULT_OUTDIR, NAMES
@@ -50,6 +51,6 @@ def run(args: argparse.Namespace) -> int:
             print(out.markdown)
             print(f"[{name}: wrote {', '.join(str(f) for f in out.files)} in {time.perf_counter() - t0:.1f} s]\n")
     if args.json:
-        doc = printed[0] if len(printed) == 1 else dict(zip(names, printed))
+        doc = printed[0] if len(printed) == 1 else dict(zip(names, printed, strict=True))
         print(json.dumps(_jsonable(doc), indent=1))
     return 0

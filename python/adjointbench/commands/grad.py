@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from ..backends import backend
+from ..problem import Lorenz63Problem
 from ._common import add_problem_arguments, load_problem, require_finite
 
 NAME = "grad"
@@ -46,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"backend {b.name} on {vg.device} ({vg.dtype}), {problem.label()}")
     print(f"J = {float(J)!r}")
-    if problem.model == "lorenz63":
-        for name, value in zip(problem.names, g):
+    if isinstance(problem, Lorenz63Problem):  # the one model whose problem.model is "lorenz63"
+        for name, value in zip(problem.names, g, strict=True):
             print(f"dJ/d{name:<6}= {float(value)!r}")
     else:
         n = problem.n

@@ -27,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stat", choices=STATS, default="min")
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
     p.add_argument("--scale", action="store_true", help="the scaling study's figure (scale.png) instead of Tbl. 3's")
-    p.add_argument("--all-runs", action="store_true", help="every run found (default: per machine and backend x device x dtype, the newest full run, else the newest run)")
+    p.add_argument("--all-runs", action="store_true",
+                   help="every run found (default: per machine and backend x device x dtype, the newest full run, "
+                        "else the newest run)")
 
 
 def _label(row) -> str:
@@ -48,9 +50,9 @@ def tbl3_figure(df, path: Path) -> Path:
     d = d.iloc[::-1]
     fig, ax = plt.subplots(figsize=(10, 0.32 * len(d) + 1.5))
     colors = ["#bbbbbb" if s == "paper" else ("#1f77b4" if drv == "python" else "#ff7f0e")
-              for s, drv in zip(d["source"], d["driver"])]
+              for s, drv in zip(d["source"], d["driver"], strict=True)]
     bars = ax.barh(range(len(d)), d["workload_s"], color=colors)
-    for bar, s in zip(bars, d["source"]):
+    for bar, s in zip(bars, d["source"], strict=True):
         if s == "paper":
             bar.set_hatch("//")
     ax.set_yticks(range(len(d)), [_label(r) for r in d.itertuples()], fontsize=7)
@@ -80,7 +82,7 @@ def call_compile_figure(df, path: Path) -> Path:
     d = df[(df["source"] == "measured") & df["call_us"].notna() & df["compile_s"].notna()]
     backends = list(dict.fromkeys(d["backend"]))
     d = d.assign(device=d["device"].replace({"cuda": "gpu"}))  # runs before one device vocabulary said cuda
-    places = list(dict.fromkeys(f"{h} [{dev}]" for h, dev in zip(d["hardware"], d["device"])))
+    places = list(dict.fromkeys(f"{h} [{dev}]" for h, dev in zip(d["hardware"], d["device"], strict=True)))
     colors = plt.get_cmap("tab10" if len(backends) <= 10 else "tab20")
     markers = "osD^vP*X<>"
     fig, ax = plt.subplots(figsize=(8.5, 5.5))
@@ -121,7 +123,8 @@ def scale_figure(df, path: Path) -> Path:
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     (ax_t, ax_r), (ax_m, ax_b) = axes
-    backends = [b for b in dict.fromkeys(df["backend"]) if not df.loc[df["backend"] == b, "kind"].str.startswith("yardstick").any()]
+    yardsticks = {b for b, k in zip(df["backend"], df["kind"], strict=True) if str(k).startswith("yardstick")}
+    backends = [b for b in dict.fromkeys(df["backend"]) if b not in yardsticks]
     cmap = plt.get_cmap("tab10" if len(backends) <= 10 else "tab20")
     color = {b: cmap(i % cmap.N) for i, b in enumerate(backends)}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..models import Problem
 from ..models.lorenz96 import STANDARD_DT, STANDARD_F, STANDARD_OBS_EVERY, Lorenz96Problem
 from ..problem import CONTROLS, PAPER_DT, PAPER_NSTEPS, PAPER_OBS_STEPS, Lorenz63Problem
 
@@ -42,6 +43,7 @@ def _steps(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem: Problem
     if args.preset in ("paper", "lorenz63"):
         window = {k: v for k, v in (("dt", args.dt), ("nsteps", args.nsteps), ("obs_steps", args.obs_steps)) if v is not None}
         if "nsteps" in window and "obs_steps" not in window:

@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", nargs="+", required=True, metavar="PATH", help="baseline result files/folders")
     p.add_argument("--current", nargs="+", required=True, metavar="PATH", help="current result files/folders")
     p.add_argument("--threshold", type=float, default=1.0, help="allowed relative growth of a ratio (default 1.0: 2x, as CI)")
-    p.add_argument("--reference", default="numpy", metavar="BACKEND", help="backend whose time divides the others' (default numpy)")
+    p.add_argument("--reference", default="numpy", metavar="BACKEND",
+                   help="backend whose time divides the others' (default numpy)")
     p.add_argument("--jitter-weight", type=float, default=1.0,
                    help="extra room per unit of the rows' (median-min)/min jitter (default 1; 0: none)")
     p.add_argument("--few-rounds-threshold", type=float, default=4.0,
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     bad = verdicts[verdicts["verdict"] == "REGRESSED"]
     missing = verdicts[verdicts["verdict"] == "missing"]
     if not missing.empty:
-        print(f"\nmissing from the current run: {', '.join(missing['backend'] + '/' + missing['group'] + '/' + missing['driver'] + '/' + missing['problem'])}")
+        rows = missing["backend"] + "/" + missing["group"] + "/" + missing["driver"] + "/" + missing["problem"]
+        print(f"\nmissing from the current run: {', '.join(rows)}")
     if not bad.empty:
         print("\nREGRESSED: " + ", ".join(
             f"{r.backend} {r.group}/{r.driver} ({r.device}, {r.dtype}) {r.change:+.0%} > +{r.allowed:.0%}"

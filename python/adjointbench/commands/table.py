@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stat", choices=STATS, default="min", help="statistic over rounds (default: min)")
     p.add_argument("--no-paper", action="store_true", help="leave out the paper's published rows")
     p.add_argument("--all-runs", action="store_true",
-                   help="every run found (default: per machine and backend x device x dtype, the newest full run, else the newest run)")
+                   help="every run found (default: per machine and backend x device x dtype, the newest full run, "
+                        "else the newest run)")
     p.add_argument("--scale", action="store_true",
                    help="the scaling study (bench --scale): time, x C, gradient/forward ratio, peak memory, compile")
     p.add_argument("--gradient", action="store_true",

@@ -8,8 +8,9 @@ first step solves the linear part exactly (x = 1), the second the quadratic one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -81,8 +82,9 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
 
-    rows = [{"jacobian": m, "steps": r.nit, "x": float(r.x[0]), "y": float(r.x[1]), "f": float(rosenbrock(*r.x)),
-             "path": [list(map(float, p)) for p in r.path]} for m, r in results.items()]
+    rows: list[dict[str, Any]] = [
+        {"jacobian": m, "steps": r.nit, "x": float(r.x[0]), "y": float(r.x[1]), "f": float(rosenbrock(*r.x)),
+         "path": [list(map(float, p)) for p in r.path]} for m, r in results.items()]
     table = md_table(["Jacobian", "steps", "iterates", "final f"], [
         [r["jacobian"], r["steps"], " → ".join(f"({p[0]:.6g}, {p[1]:.6g})" for p in r["path"]), f"{r['f']:.1e}"]
         for r in rows])

@@ -15,8 +15,9 @@ covariance, which isolates the optimiser's error from the sampling error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -187,7 +188,8 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
     markdown = "\n".join([
         f"# {TITLE}\n",
         f"Observation {Y_OBS} m/s ± {OBS_ERROR:g}, first guess {FIRST_GUESS}, σ_b = {SIGMA_B:g}, seed {SEED}, "
-        f"Gauss-Newton stops when J changes by less than {TOL:g} relatively. Analytic solution ({truth[0]:.6f}, {truth[1]:.6f}).\n", table,
+        f"Gauss-Newton stops when J changes by less than {TOL:g} relatively. "
+        f"Analytic solution ({truth[0]:.6f}, {truth[1]:.6f}).\n", table,
         f"\nPaper: {PAPER_STEPS} steps, relative error {PAPER_REL_ERROR_PERCENT}% (its own random ensemble). "
         "Most of our error is the sampling error of the ensemble covariance (the analytic solution "
         "assumes the exact covariance 4 I); the last column, the distance to the exact minimiser for the same "

@@ -58,9 +58,9 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
     plt = pyplot()
     fig, axes = plt.subplots(3, 2, figsize=(10, 9), sharex=True, sharey=True)
     colors = ("tab:blue", "tab:orange", "tab:green")
-    for ax, c, label in zip(axes.flat, CYCLES, "abcdef"):
+    for ax, c, label in zip(axes.flat, CYCLES, "abcdef", strict=True):
         w = trajectory(states[c - 1], p["sigma"], p["r"], p["beta"], problem.dt, problem.nsteps)
-        for i, (col, var) in enumerate(zip(colors, "XYZ")):
+        for i, (col, var) in enumerate(zip(colors, "XYZ", strict=True)):
             ax.plot(t, truth[:, i], ls=":", color="0.5", lw=1.2)
             ax.plot(t, w[:, i], color=col, lw=1.3, label=var)
             ax.plot(t_obs, problem.obs_values[:, i], "+", color="k", ms=9, mew=1.5)

@@ -17,25 +17,27 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .. import optimize
 from ..backends import backend
 from ..model import trajectory
-from ..problem import PAPER_TRUTH_PARAMS, PAPER_TRUTH_X0, Lorenz63Problem
+from ..problem import PAPER_TRUTH_PARAMS, PAPER_TRUTH_X0, PARAM_NAMES, Lorenz63Problem
 from . import Outcome, md_table, resolve_backends, skipped_md, write
 
 NAME = "table2"
 TITLE = "Tbl. 2: variational initial state and parameter estimation"
 
 #: the paper's Tbl. 2 (copied from the paper's text; n = number of iterations)
-PAPER_ROWS = [
+PAPER_ROWS: list[dict[str, Any]] = [
     {"gradient": "truth", "optimizer": "", "n": None, "r": 32, "sigma": 10, "beta": 2.667, "x0": 1, "y0": 3, "z0": 5},
     {"gradient": "first guess", "optimizer": "", "n": None, "r": 30, "sigma": 11, "beta": 2, "x0": 1.1, "y0": 3.3, "z0": 5.5},
-    {"gradient": "hand-coded adjoint", "optimizer": "nvm", "n": 365, "r": 32, "sigma": 10, "beta": 2.667, "x0": 1, "y0": 3, "z0": 5},
+    {"gradient": "hand-coded adjoint", "optimizer": "nvm", "n": 365, "r": 32, "sigma": 10, "beta": 2.667,
+     "x0": 1, "y0": 3, "z0": 5},
     {"gradient": "hand-coded adjoint", "optimizer": "BFGS", "n": 39, "r": "32.00", "sigma": "10.00", "beta": 2.667,
      "x0": 1.235, "y0": 2.702, "z0": 4.975},
     {"gradient": "torch for R", "optimizer": "L-BFGS", "n": 62, "r": 32, "sigma": "10.00", "beta": 2.667,
@@ -68,7 +70,8 @@ COLUMNS = ("r", "sigma", "beta", "x0", "y0", "z0")
 
 def problem_for(steps: tuple[int, ...]) -> Lorenz63Problem:
     """The paper's Tbl. 2 problem with error-free observations at ``steps``."""
-    truth = trajectory(np.array(PAPER_TRUTH_X0), *PAPER_TRUTH_PARAMS.values(), 0.01, 200)
+    sigma, r, beta = (PAPER_TRUTH_PARAMS[k] for k in PARAM_NAMES)
+    truth = trajectory(np.array(PAPER_TRUTH_X0), sigma, r, beta, 0.01, 200)
     base = Lorenz63Problem.paper(control="state+params")
     return base.with_(obs_steps=np.array(steps), obs_values=truth[list(steps)])
 
@@ -87,7 +90,7 @@ def estimate(vg, problem: Lorenz63Problem, optimizer: str) -> dict[str, Any]:
         warnings.simplefilter("ignore", RuntimeWarning)
         res = OPTIMIZERS[optimizer](vg, problem.u0)
     seconds = time.perf_counter() - t0
-    est = dict(zip(ORDER, map(float, res.x)))
+    est = dict(zip(ORDER, map(float, res.x), strict=True))
     truth = np.array([*PAPER_TRUTH_X0, *PAPER_TRUTH_PARAMS.values()])
     return {"n": res.nit, "nfev": res.nfev, "J": res.fun, **{k: est[k] for k in COLUMNS},
             "max_abs_error": float(np.max(np.abs(res.x - truth))), "message": res.message, "seconds": seconds}
@@ -127,7 +130,8 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
     header = ["gradient", "optimizer", "n", "J evals", "r", "σ", "β", "X", "Y", "Z", "J", "max err", "time"]
     md = [f"# {TITLE}\n", "Ours (this machine; error-free observations; first guess (r, σ, β, X, Y, Z) = "
           "(30, 11, 2, 1.1, 3.3, 5.5); truth (32, 10, 8/3, 1, 3, 5)). n: gradient evaluations for nvm and "
-          "optim-BFGS (as R counts them), iterations for scipy and torch. 'max err' = max |estimate - truth|. 'time' is wall-clock on a machine shared with other jobs: "
+          "optim-BFGS (as R counts them), iterations for scipy and torch. 'max err' = max |estimate - truth|. "
+          "'time' is wall-clock on a machine shared with other jobs: "
           "indicative only (Tbl. 3 is the timing experiment).\n"]
     for setup in setups:
         md.append(f"\n## {setup}\n")

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -317,7 +318,7 @@ def run_table4(*, backends: list[str] | None, quick: bool, outdir: Path, progres
     md.append("\n## Paper (Tbl. 4, torch for R gradients, of 300)\n")
     md.append(md_table(head, _table(paper_cells, dxs)))
     if not quick:
-        diff = [{**c, "converged": c["converged"] - p["converged"]} for c, p in zip(results[primary], paper_cells)]
+        diff = [{**c, "converged": c["converged"] - p["converged"]} for c, p in zip(results[primary], paper_cells, strict=True)]
         md.append(f"\n## Ours (`{primary}`) minus paper\n")
         md.append(md_table(head, _table(diff, dxs)))
     md.append("\n## Gradients\n")
@@ -354,7 +355,7 @@ def run_fig6(*, backends: list[str] | None, quick: bool, outdir: Path, progress:
                          "converged": converged(res), "path": [float(p[0]) for p in res.path]})
     main = [r for r in runs if r["gradient"] == use[0]]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharex=True, sharey=True)
-    for ax, r, label in zip(axes.flat, main, "abcd"):
+    for ax, r, label in zip(axes.flat, main, "abcd", strict=True):
         ax.plot(grid, curve, color="0.45", lw=1.2, label=r"$J(x_0)=x_4^2$")
         xs = np.array(r["path"])
         # torch evaluates the first guess again at the start of each step: plot each point once
@@ -362,13 +363,13 @@ def run_fig6(*, backends: list[str] | None, quick: bool, outdir: Path, progress:
         js = cost_curve(xs, FIG6_DX)
         ax.plot(xs, js, color="tab:blue", lw=0.8, alpha=0.6)
         ax.scatter(xs, js, color="tab:blue", s=18, zorder=3, label="evaluations (in order)")
-        for i, (xv, jv) in enumerate(zip(xs[:12], js[:12])):
+        for i, (xv, jv) in enumerate(zip(xs[:12], js[:12], strict=True)):
             ax.annotate(str(i), (xv, jv), textcoords="offset points", xytext=(3, 4), fontsize=7, color="tab:blue")
         ax.scatter([xs[-1]], [cost_curve(xs[-1:], FIG6_DX)[0]], marker="*", s=140, color="tab:red", zorder=4,
                    label=f"final x0 = {r['final_x0']:.4g}")
         ax.axvline(X_STAR, color="tab:green", ls=":", lw=1)
-        ls = "strong Wolfe" if r["line_search"] else "no line search"
-        ax.set_title(f"{label}) x0 = {r['x0']:g}, {ls}", fontsize=10)
+        search = "strong Wolfe" if r["line_search"] else "no line search"
+        ax.set_title(f"{label}) x0 = {r['x0']:g}, {search}", fontsize=10)
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.set_ylim(0, 20)
         ax.legend(fontsize=7, loc="lower right")

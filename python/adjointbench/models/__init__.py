@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from ..problem import Lorenz63Problem, read_problem_text
 from .lorenz96 import Lorenz96Problem
 
-Problem = Union[Lorenz63Problem, Lorenz96Problem]
+Problem = Lorenz63Problem | Lorenz96Problem
 
 #: model name -> problem class; the order is the display order
-MODELS: dict[str, type] = {"lorenz63": Lorenz63Problem, "lorenz96": Lorenz96Problem}
+MODELS: dict[str, type[Problem]] = {"lorenz63": Lorenz63Problem, "lorenz96": Lorenz96Problem}
 PROBLEM_TYPES = tuple(MODELS.values())
 
 
@@ -24,7 +24,7 @@ def model_names() -> list[str]:
     return list(MODELS)
 
 
-def problem_class(model: Any) -> type:
+def problem_class(model: Any) -> type[Problem]:
     if not isinstance(model, str) or model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
     return MODELS[model]

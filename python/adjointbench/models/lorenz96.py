@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..problem import CONTROLS, _choice, _finite_float, _int, control_vector, read_problem_text
+from ..problem import CONTROLS, _choice, _finite_float, _int, _reject_bools, control_vector, read_problem_text
 
 MODEL = "lorenz96"
 SCHEMES = ("rk4",)
@@ -52,19 +52,6 @@ def default_memory_budget() -> int:
     return value
 
 
-def _reject_bools(value: Any, what: str) -> None:
-    # np.array([True, 1.5], float) silently gives [1.0, 1.5]; JSON booleans are not numbers
-    if isinstance(value, (list, tuple)):
-        stack = [value]
-        while stack:
-            seq = stack.pop()
-            for v in seq:
-                if isinstance(v, bool):
-                    raise ValueError(f"{what} must hold real numbers, found {v!r}")
-                if isinstance(v, (list, tuple)):
-                    stack.append(v)
-
-
 def _real_array(value: Any, ndim: int, what: str) -> np.ndarray:
     """A read-only float64 array of ``ndim`` dimensions with finite entries, or ValueError."""
     if isinstance(value, np.ndarray):
@@ -83,7 +70,8 @@ def _real_array(value: Any, ndim: int, what: str) -> np.ndarray:
     arr = np.array(arr, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(arr.ravel()))
     if bad.size:
-        raise ValueError(f"{what} must be finite ({bad.size} non-finite entr{'y' if bad.size == 1 else 'ies'}, first at flat index {bad[0]})")
+        entries = "entry" if bad.size == 1 else "entries"
+        raise ValueError(f"{what} must be finite ({bad.size} non-finite {entries}, first at flat index {bad[0]})")
     arr.setflags(write=False)
     return arr
 
@@ -288,7 +276,7 @@ class Lorenz96Problem:
 
     def with_(self, **changes: Any) -> Lorenz96Problem:
         """A copy with some fields changed (validated again)."""
-        fields = dict(
+        fields: dict[str, Any] = dict(
             n=self.n, dt=self.dt, nsteps=self.nsteps, x0=self.x0, F=self.F, obs_steps=self.obs_steps,
             obs_indices=self.obs_indices, obs_values=self.obs_values, sigma_o=self.sigma_o,
             background=self.background, sigma_b=self.sigma_b, control=self.control, scheme=self.scheme,
@@ -330,7 +318,7 @@ class Lorenz96Problem:
         check_budget(n, int(steps[-1]) + 1, memory_budget)  # before anything of size n is allocated
         idx = np.arange(0, n, obs_stride)
         # validate the shape of the problem (n, budget, sigmas...) before integrating anything
-        probe = dict(
+        probe: dict[str, Any] = dict(
             n=n, dt=dt, nsteps=nsteps, F=F, obs_steps=steps, obs_indices=idx, sigma_o=sigma_o,
             sigma_b=sigma_b, control=control, seed=seed, memory_budget=memory_budget,
         )

@@ -115,6 +115,7 @@ def host_id() -> str:
 def machine_context() -> dict[str, Any]:
     """What a result must carry to be compared across machines."""
     cpu = _cpu_model()
+    usable: int | None  # os.cpu_count() is None where the count cannot be determined
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

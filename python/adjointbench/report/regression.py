@@ -4,12 +4,11 @@ compared with the same ratio in a baseline (the speed of the machine cancels).""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
 from .constants import FEW_ROUNDS
-
 
 REGRESS_KEYS = ["group", "problem", "backend", "driver", "device", "devices", "dtype"]
 

@@ -25,10 +25,11 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Human-readable columns for md/latex/html (CSV keeps the raw numbers)."""
     return pd.DataFrame({
         "source": df["source"],
-        "gradient": [b if s == "measured" else f"{k} [{b}]" for s, b, k in zip(df["source"], df["backend"], df["kind"])],
-        "kind": [k if s == "measured" else "" for s, k in zip(df["source"], df["kind"])],
+        "gradient": [b if s == "measured" else f"{k} [{b}]"
+                     for s, b, k in zip(df["source"], df["backend"], df["kind"], strict=True)],
+        "kind": [k if s == "measured" else "" for s, k in zip(df["source"], df["kind"], strict=True)],
         "driver": df["driver"],
-        "hardware": [h if not d else f"{h} [{d}]" for h, d in zip(df["hardware"], df["device"])],
+        "hardware": [h if not d else f"{h} [{d}]" for h, d in zip(df["hardware"], df["device"], strict=True)],
         "dtype": df["dtype"],
         f"time, {TBL3_ITERATIONS} evals": df["workload_s"].map(fmt_time),
         "per call": (df["call_us"] * 1e-6).map(fmt_time),
@@ -42,10 +43,11 @@ def _markdown(df: pd.DataFrame) -> str:
     cells = [list(map(str, df.columns))] + [[str(v).replace("|", "\\|") for v in row] for row in df.itertuples(index=False)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(df.columns))]
     right = [c.startswith(("time", "per call", "compile", "×")) for c in df.columns]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths)) + " |",
-             "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2)) for w, r in zip(widths, right)) + "|"]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)) + " |",
+             "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2)) for w, r in zip(widths, right, strict=True)) + "|"]
     for row in cells[1:]:
-        lines.append("| " + " | ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(row, widths, right)) + " |")
+        padded = (v.rjust(w) if r else v.ljust(w) for v, w, r in zip(row, widths, right, strict=True))
+        lines.append("| " + " | ".join(padded) + " |")
     return "\n".join(lines)
 
 
@@ -66,7 +68,7 @@ def gradient_display_frame(df: pd.DataFrame) -> pd.DataFrame:
         "problem": df["problem_label"],
         "gradient": df["backend"],
         "kind": df["kind"],
-        "hardware": [f"{h} [{d}]" for h, d in zip(df["hardware"], df["device"])],
+        "hardware": [f"{h} [{d}]" for h, d in zip(df["hardware"], df["device"], strict=True)],
         "dtype": df["dtype"],
         "per call": df["call_s"].map(fmt_time),
         "× fastest": df["ratio"].map(lambda r: f"{r:.3g}" if math.isfinite(r) else "—"),

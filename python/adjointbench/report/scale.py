@@ -25,7 +25,8 @@ def scale_table(results: pd.DataFrame, *, stat: str = "min") -> pd.DataFrame:
     grad_s: one value-and-gradient call (a whole batch for ensembles); per_member_s = grad_s / B;
     x_c: grad_s over the plain-C yardstick's on the same case in the same run; cost_s: the
     forward-only J (the whole batch's for ensembles); ratio = gradient / forward (the
-    cheap-gradient ratio; for an ensemble only where its forward ran by the gradient's batch idiom); peak_bytes: one call's peak resident memory above what was resident before it,
+    cheap-gradient ratio; for an ensemble only where its forward ran by the gradient's batch idiom);
+    peak_bytes: one call's peak resident memory above what was resident before it,
     peak_x_trajectory: that over the stored trajectory (what a hand adjoint must keep);
     compile_s: prepare() + first call, in process; throughput: gradients per second.
     """
@@ -78,9 +79,9 @@ def scale_display_frame(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "axis": df["axis"],
         "case": [case(r) for r in df.itertuples()],
-        "gradient": [b if not i else f"{b} ({i})" for b, i in zip(df["backend"], df["idiom"])],
+        "gradient": [b if not i else f"{b} ({i})" for b, i in zip(df["backend"], df["idiom"], strict=True)],
         "hardware": [f"{h} [{d}{f' ×{k} devices' if k > 1 else ''}]"
-                     for h, d, k in zip(df["hardware"], df["device"], df["devices"])],
+                     for h, d, k in zip(df["hardware"], df["device"], df["devices"], strict=True)],
         "dtype": df["dtype"],
         "time / gradient": df["per_member_s"].map(fmt_time),
         "× C": df["x_c"].map(num),

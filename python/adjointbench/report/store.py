@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -104,7 +105,8 @@ def run_records(path: Path, data: dict) -> list[dict[str, Any]]:
         }
         for k in SCALE_FIELDS:  # the scaling study's measurements (bench/test_scale.py)
             v = extra.get(k)
-            rec[k] = v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else ("" if k in SCALE_TEXT_FIELDS else math.nan)
+            ok = isinstance(v, (int, float, str)) and not isinstance(v, bool)
+            rec[k] = v if ok else ("" if k in SCALE_TEXT_FIELDS else math.nan)
         for s in ("min", "max", "mean", "median", "stddev", "q1", "q3", "iqr"):
             v = stats.get(s)
             rec[s] = float(v) if isinstance(v, (int, float)) else math.nan

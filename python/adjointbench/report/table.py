@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -66,7 +67,7 @@ def tbl3(results: pd.DataFrame, *, stat: str = "min", paper: bool = True) -> pd.
     floor = []  # per row: the plain-C yardstick, which is not a backend
     keys = ["run", "machine", "backend", "kind", "device", "dtype", "hardware"]
     for key, g in results.groupby(keys, sort=False, dropna=False):
-        base = dict(zip(keys, key))
+        base = dict(zip(keys, key, strict=True))
         drivers = [d for d in ("python", "fused") if (g["driver"] == d).any()]
         yardstick = bool("yardstick" in g and g["yardstick"].eq(True).any())
         for driver in drivers:
@@ -111,7 +112,8 @@ def tbl3(results: pd.DataFrame, *, stat: str = "min", paper: bool = True) -> pd.
 def paper_rows() -> pd.DataFrame:
     """The published Tbl. 3, ratio taken within each of the paper's hardware blocks."""
     df = pd.DataFrame.from_records([
-        {"source": "paper", "backend": r["backend"], "kind": r["method"], "driver": "",  # the paper does not say how its loops were driven
+        # the paper does not say how its loops were driven: no driver
+        {"source": "paper", "backend": r["backend"], "kind": r["method"], "driver": "",
          "hardware": r["hardware"], "device": "", "dtype": "",
          "workload_s": r["workload_s"], "call_us": math.nan, "compile_s": math.nan,
          "measured": "paper Tbl. 3 (%timeit)" + (f"; {r['note']}" if "note" in r else ""),
