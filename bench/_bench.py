@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -15,9 +14,11 @@ import pytest
 
 from adjointbench import report, verify
 from adjointbench.backends import all_backends, python_descent
-from adjointbench.backends.base import TBL3_ITERATIONS, TBL3_STEP, Backend
+from adjointbench.backends.base import Backend
+from adjointbench.jsonable import jsonable
 from adjointbench.models import Lorenz96Problem, Problem, load_problem
 from adjointbench.problem import Lorenz63Problem
+from adjointbench.workload import TBL3_ITERATIONS, TBL3_STEP
 
 #: the gate's tolerance per dtype: float64 is DESIGN.md's 1e-10; float32 has ~7 digits and
 #: 180 Euler steps of a chaotic model amplify rounding, so 1e-3 relative (max-norm).
@@ -197,14 +198,6 @@ _GATED: dict[Case, Gated | str] = {}
 _FUSED: dict[Case, Callable | str] = {}
 
 
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return str(value)
-
-
 def estimate(fn: Callable[[], Any], budget_s: float = 1.0, max_n: int = 20) -> float:
     """Min wall time of fn over a few calls (after one warm-up), within about budget_s."""
     t0 = time.perf_counter()
@@ -248,7 +241,7 @@ def gated(case: Case) -> Gated:
                 _GATED[case] = Gated(
                     case, b, problem, vg, estimate(lambda: vg(u0)), prepare_s, max(res.grad_error, res.J_error),
                     {"backend_device": vg.device, "backend_dtype": vg.dtype, "backend_compile_s": vg.compile_s,
-                     **{f"info_{k}": _jsonable(v) for k, v in vg.info.items()}, **problem_info(case.problem)},
+                     **{f"info_{k}": jsonable(v) for k, v in vg.info.items()}, **problem_info(case.problem)},
                 )
     g = _GATED[case]
     if isinstance(g, str):

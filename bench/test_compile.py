@@ -22,7 +22,7 @@ import pytest
 
 from adjointbench import verify
 from adjointbench.backends import python_descent
-from adjointbench.backends.base import TBL3_ITERATIONS, TBL3_STEP
+from adjointbench.workload import TBL3_ITERATIONS, TBL3_STEP
 
 from _bench import GATE_TOLERANCE, SLOW_PREPARE_S, env_for_cold_start, gated, record
 

@@ -25,8 +25,9 @@ import pytest
 
 from adjointbench import verify
 from adjointbench.backends import backend
+from adjointbench.jsonable import jsonable
 
-from _bench import GATE_TOLERANCE, Case, _jsonable, estimate, record_case, rounds_for
+from _bench import GATE_TOLERANCE, Case, estimate, record_case, rounds_for
 from _memory import Peak
 from _scale import ESTIMATES, ScaleCase, controls_of, problem_of
 
@@ -134,7 +135,7 @@ def test_scale(benchmark, case: Case, scase: ScaleCase, pol, request):
         "cost_s": cost_s, "cost_idiom": cost_idiom, "prepare_s": prepare_s, "first_call_s": first_call_s,
         "trajectory_bytes": _trajectory_bytes(problem, scase.batch),
         **{k: mem.get(k) for k in ("peak_bytes", "rss_before", "peak_rss", "device_peak_bytes") if k in mem},
-        **{f"info_{k}": _jsonable(v) for k, v in fn.info.items()},
+        **{f"info_{k}": jsonable(v) for k, v in fn.info.items()},
         "batch_idiom": getattr(fn, "idiom", None), "backend_compile_s": fn.compile_s,
     }
     record_case(benchmark, case, b.kind, info, err, "scale", "batch" if scase.batch else "python", iterations=1)

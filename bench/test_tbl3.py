@@ -12,7 +12,7 @@ import math
 import pytest
 
 from adjointbench.backends import python_descent
-from adjointbench.backends.base import TBL3_ITERATIONS, TBL3_STEP
+from adjointbench.workload import TBL3_ITERATIONS, TBL3_STEP
 
 from _bench import estimate, fused_driver, gated, record, rounds_for, workload_cap
 

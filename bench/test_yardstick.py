@@ -13,7 +13,7 @@ import pytest
 
 from adjointbench import report, verify
 from adjointbench.backends import backend, python_descent
-from adjointbench.backends.base import TBL3_ITERATIONS, TBL3_STEP
+from adjointbench.workload import TBL3_ITERATIONS, TBL3_STEP
 
 from _bench import PROBLEM
 

@@ -373,3 +373,20 @@ def test_bench_cpu_devices_sets_xla_flags_and_refuses_nonsense(capsys, monkeypat
     assert cli.main(["bench", "--scale", "--cpu-devices", "0", "--backend", "jax-sharded"]) == 2
     err = capsys.readouterr().err
     assert "--cpu-devices must be a positive integer" in err and len(err.strip().splitlines()) == 1
+
+
+def test_latex_and_markdown_escape_every_special_character():
+    from adjointbench import tables
+
+    nasty = r"a\b~c^d_e%f&g$h#i{j}k|l"
+    tex = tables.latex(["name_1", "time"], [[nasty, "3 µs × 2 —"]])
+    body = tex.split(r"\midrule")[1]
+    for raw, escaped in (("\\", r"\textbackslash"), ("~", r"\textasciitilde"), ("^", r"\textasciicircum"),
+                         ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("$", r"\$"), ("#", r"\#"), ("{", r"\{")):
+        assert escaped in body, raw
+    assert r"name\_1" in tex and r"\textmu{}" in tex and r"\texttimes{}" in tex and "--" in tex
+    # one column separator per row: no stray & from the data
+    assert body.count("&") - body.count(r"\&") == 1
+    md = tables.markdown(["a", "b"], [[nasty, None]], right=[False, True])
+    assert r"k\|l" in md and md.splitlines()[1].endswith(":|")
+    assert len(md.splitlines()[2].split(" | ")) == 2

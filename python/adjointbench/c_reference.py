@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .backends.base import TBL3_ITERATIONS, TBL3_STEP
 from .models import Lorenz96Problem
 from .native import kernel_source
 from .problem import PARAM_NAMES, Lorenz63Problem
+from .workload import TBL3_ITERATIONS, TBL3_STEP
 
 SOURCE_NAME = "lorenz63_adjoint.c"
 SOURCE_NAME96 = "lorenz96_adjoint.c"

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-VG = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
+from .derivatives import complex_step_jacobian
+from .workload import VG, python_descent
 
 #: R's .Machine$double.eps
 DBL_EPS = float(np.finfo(np.float64).eps)
@@ -77,17 +78,19 @@ def _as_x0(x0: Any) -> np.ndarray:
 
 
 def steepest_descent(vg: VG, x0: Any, *, step: float, iterations: int) -> OptimizeResult:
-    """``iterations`` gradient evaluations of u <- u - step * g; path holds every iterate."""
+    """``iterations`` gradient evaluations of u <- u - step * g (``workload.python_descent``, the
+    Tbl. 3 loop itself); path holds every iterate, from the first guess to the last update."""
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
-    u = _as_x0(x0)
-    path = [u.copy()]
-    J = np.nan
-    for _ in range(iterations):
-        J, g = vg(u)
-        u = u - step * np.asarray(g)
+    path: list[np.ndarray] = []
+
+    def recorded(u: np.ndarray) -> tuple[float, np.ndarray]:
         path.append(u.copy())
-    return OptimizeResult(x=u, fun=float(J), nit=iterations, nfev=iterations, ngev=iterations, path=path)
+        return vg(u)
+
+    res = python_descent(recorded, _as_x0(x0), iterations, step)
+    path.append(res.u.copy())
+    return OptimizeResult(x=res.u, fun=float(res.costs[-1]), nit=iterations, nfev=iterations, ngev=iterations, path=path)
 
 
 def nvm(
@@ -309,9 +312,11 @@ def lbfgs_torch(
     """
     import torch
 
+    from .backends.torch_ad import torch_dtype
+
     x = _as_x0(x0)
     # float32 is torch's default dtype: for a vg that computes in single precision
-    tdtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
+    tdtype = torch_dtype(dtype)
     param = torch.tensor(x, dtype=tdtype, requires_grad=True)
     path = [x.copy()]
     last = [np.inf, x.copy()]
@@ -357,17 +362,6 @@ def lbfgs_torch(
     u = param.detach().numpy().astype(np.float64)
     return OptimizeResult(x=u, fun=float(J), nit=nit, nfev=len(path) - 1, ngev=len(path) - 1,
                           status=status, message=message, path=path, restarts=used)
-
-
-def complex_step_jacobian(r: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: float = 1e-20) -> np.ndarray:
-    """Jacobian of a residual vector by the complex step (eq. 24), one column per control."""
-    x = np.asarray(x, dtype=np.float64)
-    cols = []
-    for k in range(x.size):
-        xc = x.astype(np.complex128)
-        xc[k] += 1j * h
-        cols.append(np.imag(np.asarray(r(xc))) / h)
-    return np.stack(cols, axis=-1)
 
 
 def gauss_newton(

@@ -11,14 +11,8 @@ import importlib
 import pkgutil
 from functools import lru_cache
 
-from .base import (
-    TBL3_ITERATIONS,
-    TBL3_STEP,
-    Backend,
-    DescentResult,
-    Prepared,
-    python_descent,
-)
+from ..workload import TBL3_ITERATIONS, TBL3_STEP, DescentResult, python_descent
+from .base import Backend, Prepared
 
 #: display order of the public backend names (DESIGN.md); unknown names follow alphabetically
 ORDER = (

@@ -343,6 +343,16 @@ def _batch(U, scal, steps, idx, obs, xb, X, W, G, J):
             J[b] = value_and_grad(U[b], scal, steps, idx, obs, xb, X[c], W[c], G[b])
 
 
+def _cost_batch(U, scal, steps, idx, obs, xb, S, W, J):
+    # the forward-only J of every member: prange over T slots (S[c], W[c]: 5 N doubles each),
+    # slot c running its contiguous block of rows, as ``_batch`` does for the gradient
+    T = S.shape[0]
+    B = U.shape[0]
+    for c in numba.prange(T):
+        for b in range(c * B // T, (c + 1) * B // T):
+            J[b] = cost(U[b], scal, steps, idx, obs, xb, S[c], W[c])
+
+
 def _types() -> tuple[Any, Any, Any, Any]:
     from numba import float64, int64
 
@@ -377,6 +387,15 @@ def build_cost() -> dict[str, Any]:
     C1, C2, _, I1 = _types()
     cost.compile(float64(C1, C1, I1, I1, C2, C1, C2, C2))
     return {"cost": cost}
+
+
+def build_cost_batch() -> dict[str, Any]:
+    """The entry ``cost_batch`` (prange over members of the forward-only J), compiled now."""
+    from numba import void
+
+    build_cost()  # the member's cost, compiled for the signature the entry calls it with
+    C1, C2, C3, I1 = _types()
+    return {"cost_batch": njit(void(C2, C1, I1, I1, C2, C1, C3, C3, C1), parallel=True)(_cost_batch)}
 
 
 def build_batch() -> dict[str, Any]:
@@ -415,6 +434,6 @@ class Data:
         """Bytes of one (X, W) pair: what each work slot of a batch holds."""
         return 8 * self.n * (self.nstates + WORK_ROWS)
 
-    def cost_work(self) -> tuple[np.ndarray, np.ndarray]:
-        """(S, W) of the forward-only cost: 5 N doubles, no trajectory."""
-        return np.empty((COST_ROWS[0], self.n)), np.empty((COST_ROWS[1], self.n))
+    def cost_work(self, *batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(S, W) of the forward-only cost: 5 N doubles, no trajectory (leading batch dimensions if given)."""
+        return np.empty(batch + (COST_ROWS[0], self.n)), np.empty(batch + (COST_ROWS[1], self.n))

@@ -11,27 +11,16 @@ import importlib.util
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..models import Problem, is_problem
 
-#: the Tbl. 3 workload: 101 value-and-gradient evaluations of steepest descent on the state
-TBL3_ITERATIONS = 101
-TBL3_STEP = 5e-4
+# the Tbl. 3 workload (``workload.py``): the fused drivers' defaults and results
+from ..workload import TBL3_ITERATIONS, TBL3_STEP, VG, DescentResult
 
-VG = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
 VGB = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
-
-
-@dataclass(frozen=True)
-class DescentResult:
-    """Outcome of steepest descent: final control and J at each evaluated iterate."""
-
-    u: np.ndarray
-    costs: np.ndarray
 
 
 class Prepared:
@@ -114,23 +103,6 @@ def check_controls(problem: Problem, U: Any) -> np.ndarray:
         rows = np.flatnonzero(bad)
         raise ValueError(f"batched controls must be finite ({rows.size} row(s) with non-finite entries, first row {rows[0]})")
     return arr
-
-
-def python_descent(
-    vg: Callable[[np.ndarray], tuple[float, np.ndarray]], u0: np.ndarray,
-    iterations: int = TBL3_ITERATIONS, step: float = TBL3_STEP,
-) -> DescentResult:
-    """Steepest descent driven from Python: u <- u - step * grad, ``iterations`` evaluations.
-
-    This is the Tbl. 3 workload for every backend; a fused driver must reproduce its iterates.
-    """
-    u = np.array(u0, dtype=np.float64)
-    costs = np.empty(iterations)
-    for i in range(iterations):
-        J, g = vg(u)
-        costs[i] = J
-        u = u - step * g
-    return DescentResult(u=u, costs=costs)
 
 
 def native_descent(

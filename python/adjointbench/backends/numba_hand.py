@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 
 #: the compiled List 2 kernel, a global of ``_batch63`` bound only by ``_rebound``
 kernel: Callable[..., float]
+#: the compiled forward-only ``_cost63``, a global of ``_costb63`` bound only by ``_rebound``
+cost: Callable[..., float]
 
 _F64 = np.dtype(np.float64)
 #: J = 1/2 sum of squares is never negative: the entry's way of saying "input not finite"
@@ -253,6 +255,23 @@ def _build_batch63() -> dict[str, Any]:
     return {"batch": numba.njit(void(C2, C1, I1, R2, C3, C3, C3, C2, C1, C2), parallel=True)(fn)}
 
 
+def _costb63(U, steps, work, J):
+    # the forward-only J of every member: the List 1 cost reads only ``work`` (the problem's
+    # numbers), so members need no slots of their own; ``cost`` and ``numba`` bound by _rebound
+    for b in numba.prange(U.shape[0]):
+        J[b] = cost(U[b], steps, work)  # noqa: F821 - bound by _rebound (declared above)
+
+
+def _build_cost_batch63() -> dict[str, Any]:
+    """The Lorenz-63 batched forward: prange over members calling the compiled ``_cost63``."""
+    import numba
+    from numba import float64, int64, types, void
+
+    I1 = types.Array(int64, 1, "C", readonly=True)
+    fn = _rebound(_costb63, cost=_groups["l63_cost"]["cost"], numba=numba)
+    return {"cost_batch": numba.njit(void(float64[:, ::1], I1, float64[::1], float64[::1]), parallel=True)(fn)}
+
+
 def _build_l96() -> dict[str, Any]:
     from . import _numba_lorenz96
 
@@ -271,9 +290,16 @@ def _build_l96_cost() -> dict[str, Any]:
     return _numba_lorenz96.build_cost()
 
 
+def _build_l96_cost_batch() -> dict[str, Any]:
+    from . import _numba_lorenz96
+
+    return _numba_lorenz96.build_cost_batch()
+
+
 _BUILDERS = {
-    "l63_batch": _build_batch63, "l63_cost": _build_cost63,
+    "l63_batch": _build_batch63, "l63_cost": _build_cost63, "l63_cost_batch": _build_cost_batch63,
     "l96": _build_l96, "l96_batch": _build_l96_batch, "l96_cost": _build_l96_cost,
+    "l96_cost_batch": _build_l96_cost_batch,
 }
 
 
@@ -291,6 +317,8 @@ def _group(name: str) -> tuple[dict[str, Any], float]:
             _kernels()
         elif name == "l96_batch":
             _group("l96")
+        elif name in ("l63_cost_batch", "l96_cost_batch"):
+            _group(name[:3] + "_cost")
         t0 = time.perf_counter()
         entries = _BUILDERS[name]()
         _group_s[name] = time.perf_counter() - t0
@@ -516,6 +544,38 @@ class NumbaBackend(Backend):
             return entry(u, *args, S, W)
 
         return cost
+
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        """The forward-only J of a batch by the gradient batch's idiom: prange over members."""
+        import numba
+
+        if problem.model == "lorenz63":
+            entry = _group("l63_cost_batch")[0]["cost_batch"]
+            steps, work = _cost_buffer(problem)
+
+            def costs63(U: np.ndarray) -> np.ndarray:
+                U = _writable(check_controls(problem, U))
+                J = np.empty(U.shape[0])
+                entry(U, steps, work, J)
+                return J
+
+            return costs63
+
+        from ._numba_lorenz96 import Data
+
+        entry = _group("l96_cost_batch")[0]["cost_batch"]
+        data = Data(problem)
+        args = data.args()
+
+        def costs96(U: np.ndarray) -> np.ndarray:
+            U = _writable(check_controls(problem, U))
+            B = U.shape[0]
+            S, W = data.cost_work(max(1, min(B, numba.get_num_threads())))  # 5 N doubles per thread
+            J = np.empty(B)
+            entry(U, *args, S, W, J)
+            return J
+
+        return costs96
 
     # ---- batches (both models): numba.prange over members, numba's thread count ----------------
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:

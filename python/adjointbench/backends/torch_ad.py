@@ -359,10 +359,14 @@ def _costb(problem: Any, cost: Callable[[Any], Any], dtype: Any, device: Any) ->
     return costs
 
 
-def _torch_dtype(dtype: str) -> Any:
+def torch_dtype(dtype: str) -> Any:
+    """The torch dtype of a precision name ("float64", "float32"): the one map, for every torch user."""
     import torch
 
-    return {"float64": torch.float64, "float32": torch.float32}[dtype]
+    types = {"float64": torch.float64, "float32": torch.float32}
+    if dtype not in types:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(types)}")
+    return types[dtype]
 
 
 def _fresh(fn: Callable) -> Callable:
@@ -412,7 +416,7 @@ class _TorchBase(Backend):
     def _torch(device: str, dtype: str) -> tuple[Any, Any]:
         import torch
 
-        return torch.device(TORCH_DEVICE[device]), _torch_dtype(dtype)
+        return torch.device(TORCH_DEVICE[device]), torch_dtype(dtype)
 
 
 class TorchBackend(_TorchBase):

@@ -36,8 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require(NAME, "experiments", "scipy", "matplotlib", "tqdm")
-    from ..experiments import _jsonable
     from ..experiments import run as run_experiment
+    from ..jsonable import jsonable
 
     names = list(NAMES) if args.name == "all" else [args.name]
     printed = []
@@ -52,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{name}: wrote {', '.join(str(f) for f in out.files)} in {time.perf_counter() - t0:.1f} s]\n")
     if args.json:
         doc = printed[0] if len(printed) == 1 else dict(zip(names, printed, strict=True))
-        print(json.dumps(_jsonable(doc), indent=1))
+        print(json.dumps(jsonable(doc), indent=1))
     return 0

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ..jsonable import jsonable
 
 #: experiment names in the order ``experiment all`` runs them
 NAMES = ("table2", "fig5", "table4", "fig6", "fig1", "fig2", "fig3")
@@ -101,33 +101,13 @@ def environment() -> dict[str, Any]:
             "processor": platform.processor() or platform.machine()}
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    if isinstance(x, Path):
-        return str(x)
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
-
-
 def write(outdir: Path, name: str, data: dict[str, Any], markdown: str, fig=None) -> list[Path]:
     """Write <name>.json, <name>.md and, when ``fig`` is a matplotlib figure, <name>.png."""
     files = []
     data = dict(data)
     data.setdefault("environment", environment())
     p = outdir / f"{name}.json"
-    p.write_text(json.dumps(_jsonable(data), indent=1) + "\n")
+    p.write_text(json.dumps(jsonable(data), indent=1) + "\n")
     files.append(p)
     p = outdir / f"{name}.md"
     p.write_text(markdown.rstrip() + "\n")
@@ -143,13 +123,10 @@ def write(outdir: Path, name: str, data: dict[str, Any], markdown: str, fig=None
 
 
 def md_table(header: list[str], rows: list[list[Any]]) -> str:
-    """A GitHub markdown table."""
-    def cell(v: Any) -> str:
-        return "" if v is None else str(v)
+    """A GitHub markdown table (``tables.markdown``: pandas and tabulate)."""
+    from .. import tables
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return tables.markdown(header, rows)
 
 
 def skipped_md(skipped: dict[str, str]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import derivatives
 from . import Outcome, md_table, pyplot, skipped_md, write
 
 NAME = "fig1"
@@ -50,7 +51,7 @@ def central_difference(x: float, h: float) -> float:
 
 
 def complex_step(x: float, h: float) -> float:
-    return float(np.imag(f(complex(x, h))) / h)
+    return float(derivatives.complex_step_gradient(lambda v: f(v[0]), [x], h)[0])
 
 
 def errors() -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import optimize
+from .. import derivatives, optimize
 from . import Outcome, md_table, pyplot, skipped_md, write
 
 NAME = "fig2"
@@ -39,14 +39,8 @@ def analytic_jacobian(p: np.ndarray) -> np.ndarray:
 
 
 def forward_difference_jacobian(p: np.ndarray) -> np.ndarray:
-    h = np.sqrt(np.finfo(float).eps)
-    r0 = residual(p)
-    cols = []
-    for k in range(2):
-        q = np.array(p, dtype=float)
-        q[k] += h * max(1.0, abs(q[k]))
-        cols.append((residual(q) - r0) / (q[k] - p[k]))
-    return np.stack(cols, axis=-1)
+    """The residual's Jacobian by forward differences (h_k = sqrt(eps) max(1, |p_k|))."""
+    return derivatives.forward_difference_jacobian(residual, p)
 
 
 def jacobian_for(method: str) -> Callable[[np.ndarray], np.ndarray] | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import derivatives
 from . import Outcome, md_table, pyplot, skipped_md, write
 
 NAME = "fig3"
@@ -101,12 +102,12 @@ def gauss_newton_mlef(xb: np.ndarray, P: np.ndarray, jacobian: Callable[[np.ndar
 
 def complex_step_gradient(x: np.ndarray) -> np.ndarray:
     """dh/dx by complex step (eq. 24), one direction per state component."""
-    return np.array([np.imag(speed(x + 1j * 1e-20 * e)) / 1e-20 for e in np.eye(2)])
+    return derivatives.complex_step_gradient(speed, x)
 
 
 def fd_gradient(x: np.ndarray) -> np.ndarray:
-    h = np.sqrt(np.finfo(float).eps) * max(1.0, float(np.linalg.norm(x)))
-    return np.array([(speed(x + h * e) - speed(x)) / h for e in np.eye(2)])
+    """dh/dx by forward differences, one step h = sqrt(eps) max(1, |x|) for both components."""
+    return derivatives.forward_difference_jacobian(speed, x, h=np.sqrt(np.finfo(float).eps) * max(1.0, float(np.linalg.norm(x))))
 
 
 def mlef(members: int = MEMBERS, method: str = "complex-step", tol: float = TOL,

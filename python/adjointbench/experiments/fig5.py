@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import optimize
-from ..backends import TBL3_STEP, backend
+from ..backends import backend
 from ..model import trajectory
 from ..problem import PAPER_TRUTH_X0, Lorenz63Problem
+from ..workload import TBL3_STEP
 from . import Outcome, md_table, pyplot, resolve_backends, skipped_md, write
 
 NAME = "fig5"

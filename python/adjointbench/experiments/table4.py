@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import optimize
+from ..workload import VG
 from . import Outcome, md_table, pyplot, write
 
 NAME = "table4"
@@ -57,7 +57,6 @@ GRADIENTS = ("numpy", "torch", "jax", "jax-nojit", "torch-float32")
 #: torch-float32: model and optimizer in single precision, to show which cells depend on rounding
 DEFAULT_BACKENDS = ["numpy", "torch", "jax", "torch-float32"]
 
-VG = Callable[[np.ndarray], "tuple[float, np.ndarray]"]
 
 
 # ---- the model and its hand adjoint -------------------------------------------------------
@@ -124,7 +123,9 @@ def torch_vg(dx: float, dtype: str = "float64") -> VG:
     ``float32`` is torch's (and torch for R's) default dtype."""
     import torch
 
-    tdtype = getattr(torch, dtype)
+    from ..backends.torch_ad import torch_dtype
+
+    tdtype = torch_dtype(dtype)
 
     def vg(u: np.ndarray) -> tuple[float, np.ndarray]:
         x0 = torch.tensor(float(np.asarray(u).reshape(-1)[0]), dtype=tdtype, requires_grad=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backends.base import TBL3_ITERATIONS
+from ..workload import TBL3_ITERATIONS
 
 #: benchmark groups of bench/ (``extra_info["group"]``)
 GROUPS = ("gradient", "tbl3", "compile", "scale")

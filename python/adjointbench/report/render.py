@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
 
+from .. import tables
 from .constants import FORMATS, TBL3_ITERATIONS
 
 
@@ -40,26 +40,8 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _markdown(df: pd.DataFrame) -> str:
-    cells = [list(map(str, df.columns))] + [[str(v).replace("|", "\\|") for v in row] for row in df.itertuples(index=False)]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(df.columns))]
     right = [c.startswith(("time", "per call", "compile", "×")) for c in df.columns]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)) + " |",
-             "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2)) for w, r in zip(widths, right, strict=True)) + "|"]
-    for row in cells[1:]:
-        padded = (v.rjust(w) if r else v.ljust(w) for v, w, r in zip(row, widths, right, strict=True))
-        lines.append("| " + " | ".join(padded) + " |")
-    return "\n".join(lines)
-
-
-def _latex(df: pd.DataFrame) -> str:
-    def esc(s: str) -> str:
-        return re.sub(r"([&%$#_{}])", r"\\\1", s).replace("µ", r"$\mu$").replace("×", r"$\times$").replace(
-            "→", r"$\to$").replace("—", "--")
-    lines = [r"\begin{tabular}{" + "l" * len(df.columns) + "}", r"\toprule",
-             " & ".join(esc(str(c)) for c in df.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(esc(str(v)) for v in row) + r" \\" for row in df.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines)
+    return tables.markdown(list(df.columns), df.itertuples(index=False), right)
 
 
 def gradient_display_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -84,7 +66,7 @@ def format_table(df: pd.DataFrame, fmt: str = "md", display=display_frame) -> st
     if fmt == "md":
         return _markdown(shown)
     if fmt == "latex":
-        return _latex(shown)
+        return tables.latex(list(shown.columns), shown.itertuples(index=False))
     if fmt == "html":
         return shown.to_html(index=False, border=0)
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
