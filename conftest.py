@@ -28,6 +28,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "or a problem file (default: paper and lorenz96:n=40,nsteps=40; Tbl. 3 needs paper)")
     g.addoption("--ab-scale", action="store_true", default=False,
                 help="run the scaling study (group scale) alone; without it the scale group is left out")
+    g.addoption("--ab-large", action="store_true", default=False,
+                help="with --ab-scale: the accelerator cases too (Lorenz-96 N = 4e7, ensembles of 65536 and 1e6)")
     g.addoption("--ab-quick", action="store_true", default=False,
                 help="short run (CI, smoke checks): fewer rounds, long workloads truncated and scaled")
 
@@ -54,6 +56,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "dtypes": config.getoption("ab_dtype") or ("float64" if quick else "all supported"),
         "problems": config.getoption("ab_problem") or list(BENCH_DEFAULT_PROBLEMS),
         "scale": bool(config.getoption("ab_scale")),
+        "large": bool(config.getoption("ab_large")),
         "compile": "cold start: prepare() + first call in a fresh process per round, library import "
                    "excluded, JIT caches pointed at empty folders",
     }

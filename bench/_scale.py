@@ -5,6 +5,8 @@ Cases (``ScaleCase``), three axes:
 - ``window``: N = 4000 at 40, 400, 4000 steps over the same 2-unit window (``problem_of``);
 - ``ensemble``: ``prepare_batch`` with B = 1, 64, 4096 members of Lorenz-96 at N = 40, and B = 10^4
   members of the Lorenz-63 paper problem;
+- with ``--ab-large`` (an accelerator's run, ``bench/gpu.sh scale``): N = 4·10^7, ensembles of
+  65536 and 10^6 Lorenz-96 members and 10^6 Lorenz-63 ones;
 - ``shard`` (full runs): ``jax-sharded`` alone at N = 10^4, 2·10^4, 4·10^4, 40 steps, on however many
   devices the process has (``adjointbench bench --cpu-devices K`` splits the CPU into K): runs on
   1, 2 and 4 devices give strong scaling (fixed N) and weak scaling (N / devices = 10^4).
@@ -53,7 +55,7 @@ class ScaleCase:
         return float(self.n * self.nsteps * max(1, self.batch))
 
 
-def scale_cases(quick: bool) -> list[ScaleCase]:
+def scale_cases(quick: bool, large: bool = False) -> list[ScaleCase]:
     if quick:  # CI's cases: both ends of the state axis, the longer window, one ensemble size
         state = [40, 40_000]
         window = [400]
@@ -68,7 +70,15 @@ def scale_cases(quick: bool) -> list[ScaleCase]:
     cases.append(ScaleCase("ensemble", "lorenz63", 3, 200, 10_000))
     if not quick:
         cases += [ScaleCase("shard", "lorenz96", n, 40) for n in SHARD_N]
+    if large:  # an accelerator's sizes (bench/gpu.sh scale); the caps skip what a CPU cannot hold
+        cases.insert(len(state), ScaleCase("state", "lorenz96", 40_000_000, 40))
+        cases += [ScaleCase("ensemble", "lorenz96", 40, 40, b) for b in LARGE_B]
+        cases.append(ScaleCase("ensemble", "lorenz63", 3, 200, 1_000_000))
     return cases
+
+
+#: ensemble sizes of the accelerator cases (``--ab-large``), Lorenz-96 at N = 40
+LARGE_B = (65_536, 1_000_000)
 
 
 #: the shard axis: N = 10^4 per device on 1, 2, 4 devices (weak) and each N on every count (strong)

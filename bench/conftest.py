@@ -34,7 +34,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "scase" in metafunc.fixturenames:
         from _scale import scale_cases
 
-        metafunc.parametrize("scase", scale_cases(metafunc.config.getoption("ab_quick")), ids=lambda c: c.id)
+        cfg = metafunc.config
+        metafunc.parametrize("scase", scale_cases(cfg.getoption("ab_quick"), large=cfg.getoption("ab_large")),
+                             ids=lambda c: c.id)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:

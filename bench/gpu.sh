@@ -11,10 +11,13 @@
 #   nojit    JAX without JIT on the GPU, quick policy, float64 (seconds per call: the
 #            workload is timed over its first iterations and scaled, as the table says)
 #   compile  torch-compile (Inductor) on gpu, float64, quick policy (opt-in backend)
+#   scale    the scaling study on gpu for jax, enzyme-jax and torch, with the accelerator cases
+#            (N up to 4e7, B up to 1e6; caps skip what does not fit), then jax-sharded's shard axis
+#            over every visible GPU (one row per device count the machine has)
 #   info     the card, the driver, the versions and what adjointbench sees
 set -u
-stage=${1:?usage: bench/gpu.sh full|nojit|compile|info OUTDIR}
-out=${2:?usage: bench/gpu.sh full|nojit|compile|info OUTDIR}
+stage=${1:?usage: bench/gpu.sh full|nojit|compile|scale|info OUTDIR}
+out=${2:?usage: bench/gpu.sh full|nojit|compile|scale|info OUTDIR}
 cd "$(dirname "$0")/.." || exit 2
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # JAX and torch share the card inside one process: don't let XLA take 75% of it up front
@@ -29,5 +32,8 @@ case $stage in
   full) ab bench --backend jax --backend torch --device gpu --out "$out" ;;
   nojit) ab bench --quick --backend jax-nojit --device gpu --out "$out" ;;
   compile) ADJOINTBENCH_TORCH_COMPILE=1 ab bench --quick --backend torch-compile --device gpu --out "$out" ;;
-  *) echo "bench/gpu.sh: unknown stage $stage (full, nojit, compile, info)" >&2; exit 2 ;;
+  scale)
+    ab bench --scale --large --backend jax --backend enzyme-jax --backend torch --device gpu --dtype float64 --out "$out"
+    ab bench --scale --backend jax-sharded --device gpu -k shard-lorenz96 --out "$out" ;;
+  *) echo "bench/gpu.sh: unknown stage $stage (full, nojit, compile, scale, info)" >&2; exit 2 ;;
 esac

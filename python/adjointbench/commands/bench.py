@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="short run (CI, smoke checks; < 3 min on a 2-core box)")
     p.add_argument("--scale", action="store_true",
                    help="the scaling study alone: time, memory, gradient/forward ratio vs N, window, ensemble size")
+    p.add_argument("--large", action="store_true",
+                   help="with --scale: also the accelerator cases (Lorenz-96 N = 4e7, ensembles of 65536 and 1e6)")
     p.add_argument("--problem", action="append", default=[], metavar="FILE",
                    help="time the gradient on this problem file, any model (repeatable; Tbl. 3 groups are then skipped)")
     p.add_argument("--model", choices=["lorenz63", "lorenz96"], default=None,
@@ -111,6 +113,10 @@ def pytest_command(root: Path, args: argparse.Namespace, json_path: Path) -> lis
         cmd.append("--ab-quick")
     if args.scale:
         cmd.append("--ab-scale")
+    if args.large:
+        if not args.scale:
+            raise ValueError("--large adds cases to the scaling study: use it with --scale")
+        cmd.append("--ab-large")
     for spec in problem_specs(args):
         cmd += ["--ab-problem", spec]
     if args.keyword:
