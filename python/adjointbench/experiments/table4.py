@@ -18,7 +18,6 @@ The optimiser is torch's L-BFGS as the paper used it (``optimize.lbfgs_torch``).
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,10 @@ PAPER = {
     (True, True): (300, 300, 300, 300, 300, 300, 300, 300, 300, 298, 290),
 }
 GRADIENTS = ("numpy", "torch", "jax", "jax-nojit", "torch-float32")
+#: each gradient of the discontinuous model is written with a backend's tool, in a precision that
+#: backend supports: the backend's own ``available()`` and ``dtypes`` decide whether it runs here
+TOOL = {"numpy": ("numpy", "float64"), "torch": ("torch", "float64"), "jax": ("jax", "float64"),
+        "jax-nojit": ("jax-nojit", "float64"), "torch-float32": ("torch", "float32")}
 #: torch-float32: model and optimizer in single precision, to show which cells depend on rounding
 DEFAULT_BACKENDS = ["numpy", "torch", "jax", "torch-float32"]
 
@@ -189,21 +192,27 @@ def make_vg(gradient: str, dx: float) -> VG:
 
 
 def unavailable(gradient: str) -> str | None:
-    """Why ``gradient`` cannot be used here (None when it can)."""
-    need = {"numpy": None, "torch": "torch", "jax": "jax", "jax-nojit": "jax", "torch-float32": "torch"}
-    if gradient not in need:
+    """Why ``gradient`` cannot be used here (None when it can): its backend's own verdict."""
+    from ..backends import backend
+
+    if gradient not in TOOL:
         return f"the discontinuous model has gradients {', '.join(GRADIENTS)} only"
-    mod = need[gradient]
-    if mod and importlib.util.find_spec(mod) is None:
-        return f"missing Python package: {mod}"
+    name, dtype = TOOL[gradient]
+    b = backend(name)
+    ok, why = b.available()
+    if not ok:
+        return why
+    if dtype not in b.dtypes:
+        return f"backend {name!r} supports dtype {', '.join(b.dtypes)}, not {dtype}"
     return None
 
 
 def gradients_for(requested: list[str] | None) -> tuple[list[str], dict[str, str]]:
-    from ..backends import names
+    from ..backends import backend, names
 
-    if importlib.util.find_spec("torch") is None:
-        raise ValueError("Tbl. 4 and Fig. 6 use torch.optim.LBFGS (the paper's optimiser): install torch")
+    ok, why = backend("torch").available()
+    if not ok:
+        raise ValueError(f"Tbl. 4 and Fig. 6 use torch.optim.LBFGS (the paper's optimiser), and torch is unavailable: {why}")
 
     if requested:
         known = set(names()) | set(GRADIENTS)
@@ -227,12 +236,9 @@ def minimise(vg: VG, x0: float, *, line_search: bool, restart: bool, dtype: str 
                                 dtype=dtype)
 
 
-#: the gradients that are not float64 (model and optimiser in this precision)
-DTYPES = {"torch-float32": "float32"}
-
-
 def dtype_of(gradient: str) -> str:
-    return DTYPES.get(gradient, "float64")
+    """The precision of the model and the optimiser for ``gradient`` (``TOOL``)."""
+    return TOOL[gradient][1] if gradient in TOOL else "float64"
 
 
 def converged(res: optimize.OptimizeResult) -> bool:
