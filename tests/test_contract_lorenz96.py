@@ -81,15 +81,24 @@ def test_bad_batches_are_value_errors(name):
             vgb(U)
 
 
-@pytest.mark.parametrize("model", ["lorenz63", "lorenz96"])
-@pytest.mark.parametrize("name", ALL)
-def test_forward_only_cost_equals_the_gradient_calls_J(name, model, rng):
+def _with_cost(name: str, model: str):
     b = _usable(name, model)
     if not b.has_cost(model):
         pytest.skip(f"{name} has no forward-only cost for {model}")
+    return b
+
+
+def _cost_problem(rng, name: str, model: str, control: str):
+    return (random_problem96(rng, control, max_steps=_steps(name)) if model == "lorenz96"
+            else random_problem(rng, control, max_steps=4 * _steps(name)))
+
+
+@pytest.mark.parametrize("model", ["lorenz63", "lorenz96"])
+@pytest.mark.parametrize("name", ALL)
+def test_forward_only_cost_equals_the_gradient_calls_J(name, model, rng):
+    b = _with_cost(name, model)
     for control in ("state", "state+params"):
-        p = (random_problem96(rng, control, max_steps=_steps(name)) if model == "lorenz96"
-             else random_problem(rng, control, max_steps=4 * _steps(name)))
+        p = _cost_problem(rng, name, model, control)
         J = b.prepare_cost(p)(p.u0)
         Jg, _ = b.prepare(p)(p.u0)
         assert isinstance(J, float)
@@ -102,12 +111,8 @@ def test_forward_only_cost_equals_the_gradient_calls_J(name, model, rng):
 @pytest.mark.parametrize("name", ALL)
 def test_batched_forward_cost_equals_the_batch_gradients_J(name, model, rng):
     """``prepare_cost_batch``: J[B] of the batch gradient's rows, by the gradient's idiom or a loop."""
-    b = _usable(name, model)
-    if not b.has_cost(model):
-        pytest.skip(f"{name} has no forward-only cost for {model}")
-    control = ("state", "state+params")[int(rng.integers(2))]
-    p = (random_problem96(rng, control, max_steps=_steps(name)) if model == "lorenz96"
-         else random_problem(rng, control, max_steps=4 * _steps(name)))
+    b = _with_cost(name, model)
+    p = _cost_problem(rng, name, model, ("state", "state+params")[int(rng.integers(2))])
     costs, vgb = b.prepare_cost_batch(p), b.prepare_batch(p)
     assert costs.idiom in ("loop", vgb.idiom), (name, costs.idiom, vgb.idiom)
     for B in (1, 5):
