@@ -42,6 +42,9 @@ def h_opt(x: float) -> float:
     return 2.0 * np.sqrt(U * abs(f(x) / f2))
 
 
+# Fig. 1 studies the textbook quotients with the nominal h, rounding of x + h included (that is
+# what loses the derivative at tiny h); ``derivatives.py`` divides by the step actually taken,
+# which is right for a gradient but would hide the effect this figure shows
 def forward_difference(x: float, h: float) -> float:
     return (f(x + h) - f(x)) / h
 
