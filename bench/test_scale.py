@@ -122,13 +122,9 @@ def test_scale(benchmark, case: Case, scase: ScaleCase, pol, request):
     cost_s, cost_idiom = float("nan"), None
     if b.has_cost(scase.model):
         try:
-            if scase.batch:
-                cost = b.prepare_cost_batch(problem, **opts)
-                cost_idiom = cost.idiom
-                J_cost, J_vg = np.asarray(cost(arg)), np.asarray(fn(arg)[0])
-            else:
-                cost = b.prepare_cost(problem, **opts)
-                J_cost, J_vg = np.asarray(cost(arg)), np.asarray(fn(arg)[0])
+            cost = b.prepare_cost_batch(problem, **opts) if scase.batch else b.prepare_cost(problem, **opts)
+            cost_idiom = getattr(cost, "idiom", None)  # a batch's BatchCost says how it ran
+            J_cost, J_vg = np.asarray(cost(arg)), np.asarray(fn(arg)[0])
         except ValueError as e:
             pytest.fail(f"{case.id} {scase.id}: forward-only cost: {' '.join(str(e).split())}", pytrace=False)
         if J_cost.shape != J_vg.shape or not np.all(np.abs(J_cost - J_vg) <= tol * np.abs(J_vg)):
