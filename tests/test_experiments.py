@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import adjointbench as ab
-from adjointbench import optimize
-from adjointbench.experiments import fig1, fig2, fig3, table2, table4
+from adjointbench import experiments, optimize
+from adjointbench.experiments import discontinuous, fig1, fig2, fig3, table2
 from adjointbench.problem import PAPER_TRUTH_PARAMS, PAPER_TRUTH_X0
 
 TRUTH6 = np.array([*PAPER_TRUTH_X0, *PAPER_TRUTH_PARAMS.values()])
@@ -104,13 +104,13 @@ def differentiable_points(rng, dx, n):
     out = []
     while len(out) < n:
         x0 = float(rng.uniform(-1.0, 3.5))
-        if min(abs(x - 1.0) for x in table4.forward(x0, dx)[:-1]) > 1e-6:
+        if min(abs(x - 1.0) for x in discontinuous.forward(x0, dx)[:-1]) > 1e-6:
             out.append(x0)
     return out
 
 
 def test_discontinuous_global_minimum():
-    xs = table4.forward(table4.X_STAR, 3.0)
+    xs = discontinuous.forward(discontinuous.X_STAR, 3.0)
     assert abs(xs[-1]) < 1e-15 and all(x < 1 for x in xs)
 
 
@@ -118,24 +118,24 @@ def test_discontinuous_global_minimum():
 def test_discontinuous_hand_adjoint_equals_ad(rng, gradient):
     pytest.importorskip(gradient)
     for dx in rng.uniform(0.5, 3.5, 3):
-        vg = table4.make_vg(gradient, float(dx))
+        vg = discontinuous.make_vg(gradient, float(dx))
         for x0 in differentiable_points(rng, dx, 20):
             J, g = vg(np.array([x0]))
-            assert abs(J - table4.cost(x0, dx)) <= 1e-14 * max(1.0, J)
-            ref = table4.hand_gradient(x0, dx)
+            assert abs(J - discontinuous.cost(x0, dx)) <= 1e-14 * max(1.0, J)
+            ref = discontinuous.hand_gradient(x0, dx)
             assert abs(g[0] - ref) <= 1e-13 * max(1.0, abs(ref))
 
 
 def test_discontinuous_hand_adjoint_equals_complex_step(rng):
     def complex_cost(z, dx):
-        for _ in range(table4.NSTEPS):
-            z = z + table4.DT * ((2 * z - 2) if z.real < 1 else (z - (1 + dx)))
+        for _ in range(discontinuous.NSTEPS):
+            z = z + discontinuous.DT * ((2 * z - 2) if z.real < 1 else (z - (1 + dx)))
         return z * z
 
     for dx in (0.5, 3.0, 3.5):
         for x0 in differentiable_points(rng, dx, 20):
             cs = (complex_cost(complex(x0, 1e-20), dx)).imag / 1e-20
-            assert abs(cs - table4.hand_gradient(x0, dx)) <= 1e-13 * max(1.0, abs(cs))
+            assert abs(cs - discontinuous.hand_gradient(x0, dx)) <= 1e-13 * max(1.0, abs(cs))
 
 
 def test_table4_cli_quick_json(tmp_path):
@@ -162,7 +162,7 @@ def test_table4_jax_leaves_the_x64_flag_alone(tmp_path):
     jax = pytest.importorskip("jax")
     pytest.importorskip("torch")  # the paper's optimiser, torch.optim.LBFGS
     before = jax.config.jax_enable_x64
-    out = table4.run_table4(backends=["jax"], quick=True, outdir=tmp_path, progress=False)
+    out = experiments.run("table4", backends=["jax"], quick=True, outdir=tmp_path, progress=False)
     assert jax.config.jax_enable_x64 == before
     assert out.data["gradient_max_rel_diff"]["jax"] <= 1e-13
     # without line search every run from these first guesses finds the global minimum (Tbl. 4, row 1)
@@ -206,14 +206,38 @@ def test_fig3_mlef_small_ensemble(rng):
 
 def test_discontinuous_teeth_are_local_minima_with_nonzero_gradient(rng):
     for dx in rng.uniform(0.5, 3.5, 3):
-        for e in table4.tooth_edges(float(dx)):
-            left, right = table4.cost(e - 1e-9, dx), table4.cost(e + 1e-9, dx)
+        for e in discontinuous.tooth_edges(float(dx)):
+            left, right = discontinuous.cost(e - 1e-9, dx), discontinuous.cost(e + 1e-9, dx)
             assert right < left  # J jumps down across the edge ...
-            assert table4.hand_gradient(e + 1e-9, dx) > 0  # ... and rises right of it: a tooth bottom
+            assert discontinuous.hand_gradient(e + 1e-9, dx) > 0  # ... and rises right of it: a tooth bottom
 
 
 def test_line_search_stalls_at_a_tooth_bottom():
     pytest.importorskip("torch")
-    res = table4.minimise(table4.make_vg("numpy", 3.0), 2.8, line_search=True, restart=False)
-    assert not table4.converged(res)
-    assert min(abs(float(res.x[0]) - e) for e in table4.tooth_edges(3.0)) < 1e-3
+    res = discontinuous.minimise(discontinuous.make_vg("numpy", 3.0), 2.8, line_search=True, restart=False)
+    assert not discontinuous.converged(res)
+    assert min(abs(float(res.x[0]) - e) for e in discontinuous.tooth_edges(3.0)) < 1e-3
+
+
+# ---- computing, rendering and writing are apart -------------------------------------------
+@pytest.mark.parametrize("name", experiments.NAMES)
+def test_experiment_rerenders_from_its_written_json(tmp_path, name):
+    """``render`` draws from the experiment's JSON document alone: the file ``run`` wrote renders
+    again (``rerender``) to the same markdown, and the figure is drawn without recomputing."""
+    if name in ("table4", "fig6"):
+        pytest.importorskip("torch")  # the paper's optimiser, torch.optim.LBFGS
+    backends = {"fig1": None, "fig2": None, "fig3": None}.get(name, ["numpy"])
+    out = experiments.run(name, backends=backends, quick=True, outdir=tmp_path, progress=False)
+    written = tmp_path / "quick" / f"{name}.json"
+    assert written in out.files and (tmp_path / "quick" / f"{name}.md").read_text() == out.markdown.rstrip() + "\n"
+    again = experiments.rerender(written, outdir=tmp_path / "again")
+    assert again.markdown == out.markdown
+    assert json.loads(json.dumps(again.stdout_json)) == json.loads(json.dumps(out.stdout_json, default=float))
+    assert [f.name for f in again.files] == [f.name for f in out.files]
+
+
+def test_rerender_refuses_a_file_that_is_not_an_experiment(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"rows": []}')
+    with pytest.raises(ValueError, match="not an experiment's JSON"):
+        experiments.rerender(bad)

@@ -1,10 +1,19 @@
 """The paper's experiments, one module per table or figure (DAPPER style).
 
-Each module defines ``NAME``, ``TITLE``, ``DEFAULT_BACKENDS`` and
-``run(*, backends, quick, outdir, progress) -> Outcome``; ``run`` writes
-``<outdir>/<NAME>.{json,md,png}`` and returns what it wrote, so that
-``adjointbench experiment NAME`` only prints it.  A backend that cannot run here is skipped with
-its reason, recorded in the JSON and the markdown.
+Each module defines ``NAME``, ``TITLE``, ``DEFAULT_BACKENDS`` and three functions with one job
+each (computing, rendering, summarising), which :func:`run` joins with the one writer:
+
+- ``compute(*, backends, quick, progress) -> dict``: runs the experiment and returns its JSON
+  document (``experiment``, ``title``, ``skipped`` and whatever the renderer draws from);
+- ``render(data) -> (markdown, figure or None)``: the table(s), with the paper's values beside
+  ours, and the figure, from that document alone (it may evaluate the problem's own closed-form
+  definition, such as a contour background, but never re-runs the experiment), so a committed
+  ``NAME.json`` re-renders without recomputing (:func:`rerender`);
+- ``summary(data)``: what ``adjointbench experiment NAME --json`` prints.
+
+:func:`run` writes ``<outdir>/<NAME>.{json,md,png}`` (:func:`write`) and returns what it wrote,
+so that ``adjointbench experiment NAME`` only prints it.  A backend that cannot run here is
+skipped with its reason, recorded in the JSON and the markdown.
 """
 
 from __future__ import annotations
@@ -21,9 +30,8 @@ from ..jsonable import jsonable
 
 #: experiment names in the order ``experiment all`` runs them
 NAMES = ("table2", "fig5", "table4", "fig6", "fig1", "fig2", "fig3")
-#: module that implements each experiment (Fig. 6 lives with Tbl. 4: same model)
-MODULES = {"table2": "table2", "fig5": "fig5", "table4": "table4", "fig6": "table4",
-           "fig1": "fig1", "fig2": "fig2", "fig3": "fig3"}
+#: module that implements each experiment (Tbl. 4 and Fig. 6 share ``discontinuous.py``'s model)
+MODULES = {name: name for name in NAMES}
 #: the user's own folder (git-ignored in a checkout); results/experiments/ holds the committed
 #: full runs and is written only when asked for (``--outdir results/experiments``)
 DEFAULT_OUTDIR = Path("runs") / "experiments"
@@ -54,8 +62,31 @@ def run(name: str, *, backends: list[str] | None = None, quick: bool = False,
     ``quick``: a reduced run never replaces a full one)."""
     mod = module(name)
     outdir = Path(outdir) / "quick" if quick else Path(outdir)
+    data = mod.compute(backends=backends, quick=quick, progress=progress)
+    data.setdefault("environment", environment())
+    markdown, fig = mod.render(data)
     outdir.mkdir(parents=True, exist_ok=True)
-    return mod.run(name=name, backends=backends, quick=quick, outdir=outdir, progress=progress)
+    files = write(outdir, name, data, markdown, fig)
+    return Outcome(name, data, markdown, mod.summary(data), files, data.get("skipped", {}))
+
+
+def rerender(path: Path, outdir: Path | None = None) -> Outcome:
+    """Render a written ``NAME.json`` again (after a change to a renderer), without recomputing;
+    ``outdir``: write the markdown and figure there (default: print-only, nothing written)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        name = data["experiment"]
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path}: not an experiment's JSON ({type(e).__name__}: {e})") from None
+    mod = module(name)
+    markdown, fig = mod.render(data)
+    files: list[Path] = []
+    if outdir is not None:
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+        files = write(Path(outdir), name, data, markdown, fig)
+    elif fig is not None:
+        pyplot().close(fig)
+    return Outcome(name, data, markdown, mod.summary(data), files, data.get("skipped", {}))
 
 
 def resolve_backends(requested: list[str] | None, default: list[str],
@@ -104,8 +135,6 @@ def environment() -> dict[str, Any]:
 def write(outdir: Path, name: str, data: dict[str, Any], markdown: str, fig=None) -> list[Path]:
     """Write <name>.json, <name>.md and, when ``fig`` is a matplotlib figure, <name>.png."""
     files = []
-    data = dict(data)
-    data.setdefault("environment", environment())
     p = outdir / f"{name}.json"
     p.write_text(json.dumps(jsonable(data), indent=1) + "\n")
     files.append(p)

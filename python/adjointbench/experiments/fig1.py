@@ -7,13 +7,12 @@ difference of eq. (22) is drawn too.  The complex step is Im f(x + ih)/h (eq. 24
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import derivatives
-from . import Outcome, md_table, pyplot, skipped_md, write
+from . import md_table, pyplot, skipped_md
 
 NAME = "fig1"
 TITLE = "Fig. 1: finite differences vs complex step for f(x) = x^(9/2) at x = 1.5"
@@ -70,11 +69,15 @@ def errors() -> list[dict[str, Any]]:
     return rows
 
 
-def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, progress: bool) -> Outcome:
+def compute(*, backends: list[str] | None, quick: bool, progress: bool) -> dict[str, Any]:
     skipped = {b: "Fig. 1 compares the derivative approximations complex-step and fd only"
                for b in (backends or []) if b not in METHODS}
-    rows = errors()
-    hopt = h_opt(X)
+    return {"experiment": NAME, "title": TITLE, "x": X, "exact": exact_derivative(X), "h_opt": h_opt(X),
+            "paper_h_opt": PAPER_H_OPT, "rows": errors(), "skipped": skipped}
+
+
+def figure(data: dict[str, Any]):
+    rows, hopt = data["rows"], data["h_opt"]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.8))
     hs = np.array([r["h"] for r in rows])
@@ -91,8 +94,8 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
     ax.loglog(hs, masked("cs_rel_error", np.zeros_like(lost)), "^-", color="tab:blue", label="CSDA (eq. 24)")
     ax.axvline(hopt, color="k", ls=":", lw=1)
     ax.text(hopt, 3e-1, f" $h_{{opt}}$ eq. (25)\n = {hopt:.2g}", fontsize=8, va="top")
-    ax.axvline(PAPER_H_OPT, color="0.6", ls="--", lw=1)
-    ax.text(PAPER_H_OPT, 1e-3, f" paper's\n $h_{{opt}}$ = {PAPER_H_OPT:.3g}", fontsize=8, color="0.4")
+    ax.axvline(data["paper_h_opt"], color="0.6", ls="--", lw=1)
+    ax.text(data["paper_h_opt"], 1e-3, f" paper's\n $h_{{opt}}$ = {data['paper_h_opt']:.3g}", fontsize=8, color="0.4")
     ax.set_xlabel("h")
     ax.set_ylabel("relative error")
     ax.set_xlim(3e-21, 0.3)
@@ -101,15 +104,19 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
     ax.legend(loc="lower left", fontsize=8)
     ax.set_title(r"$f(x)=x^{9/2}$ at $x=1.5$: missing points are exact (CSDA) or $f(x+h)=f(x)$ (FD)", fontsize=9)
     fig.tight_layout()
+    return fig
 
+
+def render(data: dict[str, Any]) -> tuple[str, Any]:
+    rows, hopt = data["rows"], data["h_opt"]
     best = min((r for r in rows if not r["fd_lost"]), key=lambda r: r["fd_rel_error"])
     table = md_table(["h", "FD forward", "FD central", "CSDA"], [
-        [f"1e-{k}", "lost (f(x+h) = f(x))" if r["fd_lost"] else f"{r['fd_rel_error']:.2e}",
-         f"{r['central_rel_error']:.2e}", f"{r['cs_rel_error']:.2e}"] for k, r in enumerate(rows, start=1)])
+        [f"1e-{round(-np.log10(r['h']))}", "lost (f(x+h) = f(x))" if r["fd_lost"] else f"{r['fd_rel_error']:.2e}",
+         f"{r['central_rel_error']:.2e}", f"{r['cs_rel_error']:.2e}"] for r in rows])
     markdown = "\n".join([
-        f"# {TITLE}\n", "Relative error of the derivative 4.5 x^3.5 (exact: "
-        f"{exact_derivative(X):.15g}).\n", table,
-        f"\nh_opt of eq. (25) with u = 2^-53: **{hopt:.3g}** (paper: {PAPER_H_OPT:g}). Smallest forward-difference "
+        f"# {data['title']}\n", "Relative error of the derivative 4.5 x^3.5 (exact: "
+        f"{data['exact']:.15g}).\n", table,
+        f"\nh_opt of eq. (25) with u = 2^-53: **{hopt:.3g}** (paper: {data['paper_h_opt']:g}). Smallest forward-difference "
         f"error at h = {best['h']:g} ({best['fd_rel_error']:.1e}); the paper notes the error already grows at "
         "h = 1e-7, which fits our h_opt (the paper's 1.25e-7 looks like 2 sqrt(u) |f(x)| rather than eq. (25)).",
         f"\nForward FD loses the derivative (f(x+h) = f(x)) for h <= {max(r['h'] for r in rows if r['fd_lost']):g} "
@@ -118,8 +125,8 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
         + ", ".join(f"{r['h']:g}" for r in rows if r["cs_rel_error"] == 0)
         + " (paper: exact at 1e-8, 1e-9, 1e-19; which h land exactly depends on the rounding of the complex power).",
     ])
-    markdown += skipped_md(skipped)
-    data = {"experiment": NAME, "title": TITLE, "x": X, "exact": exact_derivative(X), "h_opt": hopt,
-            "paper_h_opt": PAPER_H_OPT, "rows": rows, "skipped": skipped}
-    files = write(outdir, NAME, data, markdown, fig)
-    return Outcome(NAME, data, markdown, rows, files, skipped)
+    return markdown + skipped_md(data["skipped"]), figure(data)
+
+
+def summary(data: dict[str, Any]) -> Any:
+    return data["rows"]

@@ -16,13 +16,12 @@ covariance, which isolates the optimiser's error from the sampling error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import derivatives
-from . import Outcome, md_table, pyplot, skipped_md, write
+from . import md_table, pyplot, skipped_md
 
 NAME = "fig3"
 TITLE = "Fig. 3: MLEF analysis of a 3 m/s wind-speed observation"
@@ -131,22 +130,29 @@ def mlef(members: int = MEMBERS, method: str = "complex-step", tol: float = TOL,
     }
 
 
-def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, progress: bool) -> Outcome:
+def compute(*, backends: list[str] | None, quick: bool, progress: bool) -> dict[str, Any]:
     chosen = list(backends or DEFAULT_BACKENDS)
     skipped = {b: "Fig. 3 has derivatives by complex-step and fd only" for b in chosen if b not in METHODS}
     methods = [b for b in chosen if b in METHODS] or ["complex-step"]
     members = QUICK_MEMBERS if quick else MEMBERS
     results = [mlef(members, m) for m in methods]
-    main = results[0]
     # the error to the analytic solution is mostly the ensemble's sampling error: show its spread
     spread = [mlef(members, methods[0], seed=s) for s in range(N_SEEDS)]
-    spread_err = np.array([r["rel_error_percent"] for r in spread])
-    spread_steps = [r["steps"] for r in spread]
+    ens = results[0]["ensemble"]
+    for r in results:
+        r.pop("ensemble")
+    return {"experiment": NAME, "title": TITLE, "results": results,
+            "seeds": [{k: r[k] for k in ("seed", "steps", "rel_error_percent", "rel_error_vs_ensemble_exact")}
+                      for r in spread], "paper_rel_error_percent": PAPER_REL_ERROR_PERCENT,
+            "paper_steps": PAPER_STEPS, "ensemble": ens, "skipped": skipped}
 
+
+def figure(data: dict[str, Any]):
+    main = data["results"][0]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.2, 6))
-    ens = main["ensemble"]
-    ax.scatter(ens[0], ens[1], s=4, color="0.7", label=f"{members} members", zorder=1)
+    ens = np.asarray(data["ensemble"])
+    ax.scatter(ens[0], ens[1], s=4, color="0.7", label=f"{main['members']} members", zorder=1)
     t = np.linspace(0, 2 * np.pi, 400)
     for rad in (Y_OBS - OBS_ERROR, Y_OBS + OBS_ERROR):
         ax.plot(rad * np.cos(t), rad * np.sin(t), color="tab:green", lw=1)
@@ -177,34 +183,35 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(f"MLEF, relative error to the analytic solution {main['rel_error_percent']:.4f}%", fontsize=10)
     fig.tight_layout()
+    return fig
 
-    for r in results:
-        r.pop("ensemble")
+
+def render(data: dict[str, Any]) -> tuple[str, Any]:
+    results, spread = data["results"], data["seeds"]
+    spread_err = np.array([r["rel_error_percent"] for r in spread])
+    spread_steps = [r["steps"] for r in spread]
     table = md_table(["derivatives", "members", "Gauss-Newton steps", "analysis (u, v)", "speed",
                       "rel. error to analytic", "rel. error to exact minimiser with ensemble covariance"],
                      [[r["method"], r["members"], r["steps"], f"({r['analysis'][0]:.6f}, {r['analysis'][1]:.6f})",
                        f"{r['analysis_speed']:.6f}", f"{r['rel_error_percent']:.4f}%",
                        f"{r['rel_error_vs_ensemble_exact']:.1e}"] for r in results])
-    truth = analytic_solution()
+    truth = results[0]["analytic"]
     markdown = "\n".join([
-        f"# {TITLE}\n",
-        f"Observation {Y_OBS} m/s ± {OBS_ERROR:g}, first guess {FIRST_GUESS}, σ_b = {SIGMA_B:g}, seed {SEED}, "
+        f"# {data['title']}\n",
+        f"Observation {Y_OBS} m/s ± {OBS_ERROR:g}, first guess {FIRST_GUESS}, σ_b = {SIGMA_B:g}, seed {results[0]['seed']}, "
         f"Gauss-Newton stops when J changes by less than {TOL:g} relatively. "
         f"Analytic solution ({truth[0]:.6f}, {truth[1]:.6f}).\n", table,
-        f"\nPaper: {PAPER_STEPS} steps, relative error {PAPER_REL_ERROR_PERCENT}% (its own random ensemble). "
+        f"\nPaper: {data['paper_steps']} steps, relative error {data['paper_rel_error_percent']}% (its own random ensemble). "
         "Most of our error is the sampling error of the ensemble covariance (the analytic solution "
         "assumes the exact covariance 4 I); the last column, the distance to the exact minimiser for the same "
         "ensemble, is the part due to stopping Gauss-Newton at tolerance 1e-4.",
-        f"\nOver {N_SEEDS} ensembles (seeds 0..{N_SEEDS - 1}, {methods[0]}): relative error to the analytic solution "
-        f"median {np.median(spread_err):.3f}%, min {spread_err.min():.4f}%, max {spread_err.max():.3f}%; "
+        f"\nOver {len(spread)} ensembles (seeds 0..{len(spread) - 1}, {results[0]['method']}): relative error to the "
+        f"analytic solution median {np.median(spread_err):.3f}%, min {spread_err.min():.4f}%, max {spread_err.max():.3f}%; "
         f"Gauss-Newton steps {min(spread_steps)}-{max(spread_steps)} "
-        f"({spread_steps.count(2)} of {N_SEEDS} with 2 steps).",
+        f"({spread_steps.count(2)} of {len(spread)} with 2 steps).",
     ])
-    markdown += skipped_md(skipped)
-    data = {"experiment": NAME, "title": TITLE, "results": results,
-            "seeds": [{k: r[k] for k in ("seed", "steps", "rel_error_percent", "rel_error_vs_ensemble_exact")}
-                      for r in spread], "paper_rel_error_percent": PAPER_REL_ERROR_PERCENT,
-            "paper_steps": PAPER_STEPS, "skipped": skipped}
-    files = write(outdir, NAME, data, markdown, fig)
-    stdout = [{k: v for k, v in r.items() if k != "iterates"} for r in results]
-    return Outcome(NAME, data, markdown, stdout, files, skipped)
+    return markdown + skipped_md(data["skipped"]), figure(data)
+
+
+def summary(data: dict[str, Any]) -> Any:
+    return [{k: v for k, v in r.items() if k != "iterates"} for r in data["results"]]

@@ -9,7 +9,7 @@ available backend is run and compared with the first.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from ..backends import backend
 from ..model import trajectory
 from ..problem import PAPER_TRUTH_X0, Lorenz63Problem
 from ..workload import TBL3_STEP
-from . import Outcome, md_table, pyplot, resolve_backends, skipped_md, write
+from . import md_table, pyplot, resolve_backends, skipped_md
 
 NAME = "fig5"
 TITLE = "Fig. 5: variational assimilation by steepest descent (JAX gradient)"
@@ -37,7 +37,7 @@ def descend(name: str, problem: Lorenz63Problem, cycles: int) -> tuple[np.ndarra
     return states, costs
 
 
-def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, progress: bool) -> Outcome:
+def compute(*, backends: list[str] | None, quick: bool, progress: bool) -> dict[str, Any]:
     use, skipped = resolve_backends(backends, DEFAULT_BACKENDS,
                                     supported=None if backends else (lambda n: SLOW.get(n)))
     if not use:
@@ -49,22 +49,34 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
         runs[b] = descend(b, problem, ncyc)
         if progress:
             print(f"  {b:<13} J(cycle 1) = {runs[b][1][0]:.6g}, J(cycle {ncyc}) = {runs[b][1][-1]:.6g}", flush=True)
-    main = use[0]
-    states, costs = runs[main]
+    states = runs[use[0]][0]
     p = problem.params
-    truth = trajectory(np.array(PAPER_TRUTH_X0), p["sigma"], p["r"], p["beta"], problem.dt, problem.nsteps)
-    t = problem.dt * np.arange(problem.nsteps + 1)
-    t_obs = problem.dt * problem.obs_steps
 
+    def traj(x0: np.ndarray) -> np.ndarray:
+        return trajectory(x0, p["sigma"], p["r"], p["beta"], problem.dt, problem.nsteps)
+
+    return {"experiment": NAME, "title": TITLE, "step": STEP, "cycles": list(CYCLES), "gradient": use[0],
+            "states": {b: r[0] for b, r in runs.items()}, "costs": {b: r[1] for b, r in runs.items()},
+            "dt": problem.dt, "obs_steps": problem.obs_steps, "obs_values": problem.obs_values,
+            "truth": traj(np.array(PAPER_TRUTH_X0)),
+            "trajectories": {str(c): traj(states[c - 1]) for c in CYCLES}, "skipped": skipped}
+
+
+def figure(data: dict[str, Any]):
+    costs = np.asarray(data["costs"][data["gradient"]])
+    truth = np.asarray(data["truth"])
+    t = data["dt"] * np.arange(truth.shape[0])
+    t_obs = data["dt"] * np.asarray(data["obs_steps"])
+    obs = np.asarray(data["obs_values"])
     plt = pyplot()
     fig, axes = plt.subplots(3, 2, figsize=(10, 9), sharex=True, sharey=True)
     colors = ("tab:blue", "tab:orange", "tab:green")
-    for ax, c, label in zip(axes.flat, CYCLES, "abcdef", strict=True):
-        w = trajectory(states[c - 1], p["sigma"], p["r"], p["beta"], problem.dt, problem.nsteps)
+    for ax, c, label in zip(axes.flat, data["cycles"], "abcdef", strict=True):
+        w = np.asarray(data["trajectories"][str(c)])
         for i, (col, var) in enumerate(zip(colors, "XYZ", strict=True)):
             ax.plot(t, truth[:, i], ls=":", color="0.5", lw=1.2)
             ax.plot(t, w[:, i], color=col, lw=1.3, label=var)
-            ax.plot(t_obs, problem.obs_values[:, i], "+", color="k", ms=9, mew=1.5)
+            ax.plot(t_obs, obs[:, i], "+", color="k", ms=9, mew=1.5)
         ax.set_title(f"{label}) cycle {c}: J = {costs[c - 1]:.3g}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0, 0].plot([], [], ls=":", color="0.5", label="truth")
@@ -73,26 +85,31 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
                bbox_to_anchor=(0.5, 0.955), frameon=False)
     for ax in axes[-1]:
         ax.set_xlabel("t")
-    fig.suptitle(f"Steepest descent (step {STEP:g}) with gradient `{main}`; first guess (1.1, 3.3, 5.5)", fontsize=11)
+    fig.suptitle(f"Steepest descent (step {data['step']:g}) with gradient `{data['gradient']}`; first guess (1.1, 3.3, 5.5)",
+                 fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
 
-    rows = [[c, *(f"{v:.6f}" for v in states[c - 1]), f"{costs[c - 1]:.6g}"] for c in CYCLES]
-    agree = [[b, f"{np.max(np.abs(runs[b][0] - states)):.1e}",
-              f"{np.max(np.abs(runs[b][1] - costs) / costs):.1e}"] for b in use]
+
+def render(data: dict[str, Any]) -> tuple[str, Any]:
+    main = data["gradient"]
+    states, costs = np.asarray(data["states"][main]), np.asarray(data["costs"][main])
+    rows = [[c, *(f"{v:.6f}" for v in states[c - 1]), f"{costs[c - 1]:.6g}"] for c in data["cycles"]]
+    agree = [[b, f"{np.max(np.abs(np.asarray(data['states'][b]) - states)):.1e}",
+              f"{np.max(np.abs(np.asarray(data['costs'][b]) - costs) / costs):.1e}"] for b in data["states"]]
     markdown = "\n".join([
-        f"# {TITLE}\n", f"Gradient `{main}`, step {STEP:g}; cycle k starts from the state after k - 1 steps. "
-        "Truth (1, 3, 5).\n",
+        f"# {data['title']}\n", f"Gradient `{main}`, step {data['step']:g}; cycle k starts from the state after k - 1 "
+        "steps. Truth (1, 3, 5).\n",
         md_table(["cycle", "X0", "Y0", "Z0", "J"], rows),
-        f"\n## Backends vs `{main}` over cycles 1-{ncyc}\n",
+        f"\n## Backends vs `{main}` over cycles 1-{max(data['cycles'])}\n",
         md_table(["backend", "max abs. state difference", "max relative J difference"], agree),
         "\nPaper: the JAX gradient reproduces the hand-adjoint result of Huang & Yang (1996): the trajectory "
         "approaches the observations within a few cycles and is close to the truth by cycle 30 (Fig. 5, no numbers).",
-        skipped_md(skipped),
+        skipped_md(data["skipped"]),
     ])
-    data = {"experiment": NAME, "title": TITLE, "step": STEP, "cycles": list(CYCLES), "gradient": main,
-            "states": {b: r[0] for b, r in runs.items()}, "costs": {b: r[1] for b, r in runs.items()},
-            "skipped": skipped}
-    files = write(outdir, NAME, data, markdown, fig)
-    stdout = [{"gradient": b, "cycle": c, "x0": float(runs[b][0][c - 1][0]), "y0": float(runs[b][0][c - 1][1]),
-               "z0": float(runs[b][0][c - 1][2]), "J": float(runs[b][1][c - 1])} for b in use for c in CYCLES]
-    return Outcome(NAME, data, markdown, stdout, files, skipped)
+    return markdown, figure(data)
+
+
+def summary(data: dict[str, Any]) -> Any:
+    return [{"gradient": b, "cycle": c, "x0": float(s[c - 1][0]), "y0": float(s[c - 1][1]), "z0": float(s[c - 1][2]),
+             "J": float(data["costs"][b][c - 1])} for b, s in data["states"].items() for c in data["cycles"]]

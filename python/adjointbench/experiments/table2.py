@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ from .. import optimize
 from ..backends import backend
 from ..model import trajectory
 from ..problem import PAPER_TRUTH_PARAMS, PAPER_TRUTH_X0, PARAM_NAMES, Lorenz63Problem
-from . import Outcome, md_table, resolve_backends, skipped_md, write
+from . import md_table, resolve_backends, skipped_md
 
 NAME = "table2"
 TITLE = "Tbl. 2: variational initial state and parameter estimation"
@@ -102,7 +101,7 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, progress: bool) -> Outcome:
+def compute(*, backends: list[str] | None, quick: bool, progress: bool) -> dict[str, Any]:
     pairs = pairs_for(backends)
     wanted = list(dict.fromkeys(b for b, _ in pairs))
     use, skipped = resolve_backends(
@@ -127,13 +126,19 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
             if progress:
                 print(f"  {setup:<20} {b:<13} {opt:<15} n={out.get('n')} {out.get('message', '')}", flush=True)
 
+    return {"experiment": NAME, "title": TITLE, "rows": rows, "paper": PAPER_ROWS, "skipped": skipped,
+            "setups": {k: list(v) for k, v in setups.items()}}
+
+
+def render(data: dict[str, Any]) -> tuple[str, None]:
+    rows = data["rows"]
     header = ["gradient", "optimizer", "n", "J evals", "r", "σ", "β", "X", "Y", "Z", "J", "max err", "time"]
-    md = [f"# {TITLE}\n", "Ours (this machine; error-free observations; first guess (r, σ, β, X, Y, Z) = "
+    md = [f"# {data['title']}\n", "Ours (this machine; error-free observations; first guess (r, σ, β, X, Y, Z) = "
           "(30, 11, 2, 1.1, 3.3, 5.5); truth (32, 10, 8/3, 1, 3, 5)). n: gradient evaluations for nvm and "
           "optim-BFGS (as R counts them), iterations for scipy and torch. 'max err' = max |estimate - truth|. "
           "'time' is wall-clock on a machine shared with other jobs: "
           "indicative only (Tbl. 3 is the timing experiment).\n"]
-    for setup in setups:
+    for setup in data["setups"]:
         md.append(f"\n## {setup}\n")
         md.append(md_table(header, [
             [r["gradient"], r["optimizer"], r.get("n"), r.get("nfev"), *(_fmt(r.get(k)) for k in COLUMNS), _fmt(r.get("J")),
@@ -141,11 +146,10 @@ def run(*, name: str, backends: list[str] | None, quick: bool, outdir: Path, pro
             for r in rows if r["setup"] == setup]))
     md.append("\n## Paper (Tbl. 2)\n")
     md.append(md_table(["gradient", "optimizer", "n", "r", "σ", "β", "X", "Y", "Z"],
-                       [[p["gradient"], p["optimizer"], p["n"], *(p[k] for k in COLUMNS)] for p in PAPER_ROWS]))
-    md.append(skipped_md(skipped))
-    markdown = "\n".join(md)
-    data = {"experiment": NAME, "title": TITLE, "rows": rows, "paper": PAPER_ROWS, "skipped": skipped,
-            "setups": {k: list(v) for k, v in setups.items()}}
-    files = write(outdir, NAME, data, markdown)
-    stdout = [{k: r.get(k) for k in ("gradient", "optimizer", "n", *COLUMNS, "setup")} for r in rows]
-    return Outcome(NAME, data, markdown, stdout, files, skipped)
+                       [[p["gradient"], p["optimizer"], p["n"], *(p[k] for k in COLUMNS)] for p in data["paper"]]))
+    md.append(skipped_md(data["skipped"]))
+    return "\n".join(md), None
+
+
+def summary(data: dict[str, Any]) -> Any:
+    return [{k: r.get(k) for k in ("gradient", "optimizer", "n", *COLUMNS, "setup")} for r in data["rows"]]
