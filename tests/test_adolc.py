@@ -123,7 +123,7 @@ def test_tape_over_the_memory_budget_is_a_value_error():
     b = backend_or_skip("adolc")
     p = Lorenz96Problem.standard(n=64, nsteps=8)
     small = p.with_(memory_budget=(p.last_obs_step + 1) * p.n * 8 + 1000)  # the trajectory fits, the tape does not
-    with pytest.raises(ValueError, match="memory budget"):
+    with pytest.raises(ab.MemoryBudgetError, match="memory budget"):
         b.prepare(small)
 
 

@@ -149,7 +149,7 @@ def test_memory_budget_refuses_before_allocating(monkeypatch):
     assert p.with_(memory_budget=need).n == 8
     # 10^9 variables x 41 states = 328 GB: refused at once, nothing of that size allocated
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match="memory budget"):
+    with pytest.raises(ab.MemoryBudgetError, match="memory budget"):
         Lorenz96Problem.standard(n=10**9, nsteps=40)
     assert time.perf_counter() - t0 < 5
     monkeypatch.setenv("ADJOINTBENCH_MEMORY_BUDGET", str(need - 1))

@@ -266,7 +266,7 @@ def test_batch_over_budget_is_value_error(numba_backend, rng):
     J0, G0 = numba_backend.prepare_batch(p)(U)
     # the budget holds the trajectory (the problem is valid) but not a work slot (+ the work rows)
     tight = p.with_(memory_budget=p.trajectory_bytes)
-    with pytest.raises(ValueError, match=r"needs at least \d+ bytes.*memory budget of \d+ bytes"):
+    with pytest.raises(ab.MemoryBudgetError, match=r"needs at least \d+ bytes.*memory budget of \d+ bytes"):
         numba_backend.prepare_batch(tight)(U)
     # room for exactly one slot and the results: one slot runs every member, the same rows
     slot = 8 * p.n * (p.last_obs_step + 1 + 8)
@@ -274,7 +274,7 @@ def test_batch_over_budget_is_value_error(numba_backend, rng):
     J1, G1 = numba_backend.prepare_batch(one)(U)
     np.testing.assert_array_equal(J1, J0)
     np.testing.assert_array_equal(G1, G0)
-    with pytest.raises(ValueError, match="memory budget"):  # a larger batch's results do not fit as well
+    with pytest.raises(ab.MemoryBudgetError, match="memory budget"):  # a larger batch's results do not fit as well
         numba_backend.prepare_batch(one)(np.tile(U, (2, 1)))
     # the unit: slots capped by the budget, ValueError before make() is called
     made = []
@@ -293,7 +293,7 @@ def test_batch63_over_budget_is_value_error(numba_backend, rng, monkeypatch):
     nstates, k = p.last_obs_step + 1, len(p.obs_steps)
     slot = 8 * (6 * nstates + 3 * k + 6)
     monkeypatch.setenv("ADJOINTBENCH_MEMORY_BUDGET", str(slot - 1))
-    with pytest.raises(ValueError, match="memory budget"):
+    with pytest.raises(ab.MemoryBudgetError, match="memory budget"):
         numba_backend.prepare_batch(p)(U)
     monkeypatch.setenv("ADJOINTBENCH_MEMORY_BUDGET", str(slot + 4 * 8 * 7))
     J1, G1 = numba_backend.prepare_batch(p)(U)

@@ -266,7 +266,9 @@ cdef class _Tape:
                 )
         nbytes = sum(int(s) * b for s, b in zip(sizes, ENTRY_BYTES))
         if self.budget is not None and nbytes > self.budget:
-            raise ValueError(
+            from adjointbench.models.lorenz96 import MemoryBudgetError  # the one refusal the scale study skips on
+
+            raise MemoryBudgetError(
                 f"ADOL-C tape would need {nbytes} bytes in memory (buffers for {sizes[0]} operations, {sizes[1]} "
                 f"locations, {sizes[2]} values, {sizes[3]} Taylor entries), over the memory budget of {self.budget} bytes"
             )

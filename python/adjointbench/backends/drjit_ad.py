@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from ..models import Lorenz96Problem
-from ..models.lorenz96 import default_memory_budget
+from ..models.lorenz96 import MemoryBudgetError, default_memory_budget
 from ..problem import Lorenz63Problem
 from .base import Backend, Prepared, PreparedBatch, check_controls
 
@@ -318,7 +318,7 @@ def _check_budget(problem: Any, B: int) -> None:
     budget = default_memory_budget() if problem.memory_budget is None else problem.memory_budget
     need = 10 * B * problem.trajectory_bytes
     if need > budget:
-        raise ValueError(
+        raise MemoryBudgetError(
             f"drjit: {B} member(s) would need about {need} bytes of AD graph, over the memory budget of {budget} bytes"
         )
 

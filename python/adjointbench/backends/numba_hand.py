@@ -55,7 +55,7 @@ import numpy as np
 
 from .. import hand_adjoint, model
 from ..models import Lorenz96Problem
-from ..models.lorenz96 import default_memory_budget
+from ..models.lorenz96 import MemoryBudgetError, default_memory_budget
 from ..problem import Lorenz63Problem
 from .base import Backend, DescentResult, Prepared, PreparedBatch, check_controls
 
@@ -377,7 +377,7 @@ class _Slots:
         out = B * self.row_bytes
         fit = (self.budget - out) // self.slot_bytes if self.budget > out else 0
         if fit < 1:
-            raise ValueError(
+            raise MemoryBudgetError(
                 f"a batch of {B} member(s) needs at least {self.slot_bytes + out} bytes (one work slot of "
                 f"{self.slot_bytes} bytes: trajectory and work arrays, + {out} bytes of results), over the "
                 f"memory budget of {self.budget} bytes (set memory_budget or ADJOINTBENCH_MEMORY_BUDGET)"

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from ..models import Lorenz96Problem
-from ..models.lorenz96 import default_memory_budget
+from ..models.lorenz96 import MemoryBudgetError, default_memory_budget
 from ..problem import Lorenz63Problem
 from .base import Backend, Prepared, PreparedBatch, check_controls
 
@@ -233,7 +233,7 @@ class Spec:
         budget = default_memory_budget() if getattr(p, "memory_budget", None) is None else p.memory_budget
         need = self.work_bytes(B, grad)
         if need > budget:
-            raise ValueError(
+            raise MemoryBudgetError(
                 f"warp: {B} member(s) would need {need} bytes of trajectory and stages"
                 f"{' and their gradients' if grad else ''}, over the memory budget of {budget} bytes"
             )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..problem import Lorenz63Problem, read_problem_text
-from .lorenz96 import Lorenz96Problem
+from .lorenz96 import Lorenz96Problem, MemoryBudgetError
 
 Problem = Lorenz63Problem | Lorenz96Problem
 
@@ -63,6 +63,6 @@ def is_problem(obj: Any) -> bool:
 
 
 __all__ = [
-    "MODELS", "Lorenz63Problem", "Lorenz96Problem", "Problem", "is_problem", "load_problem", "model_names",
+    "MODELS", "Lorenz63Problem", "Lorenz96Problem", "MemoryBudgetError", "Problem", "is_problem", "load_problem", "model_names",
     "problem_class", "problem_from_dict", "problem_from_json",
 ]

@@ -39,6 +39,13 @@ DEFAULT_MEMORY_BUDGET = 8 * 2**30
 BUDGET_ENV = "ADJOINTBENCH_MEMORY_BUDGET"
 
 
+class MemoryBudgetError(ValueError):
+    """A problem or batch refused before allocating because it would not fit the memory budget
+    (the stored trajectory here; a batch's work slots, an AD graph, a tape in the backends that
+    bound theirs).  A ValueError like every bad input; the scaling study skips such a case with
+    its message, where any other ValueError fails it."""
+
+
 def default_memory_budget() -> int:
     raw = os.environ.get(BUDGET_ENV)
     if raw is None or raw == "":
@@ -131,7 +138,7 @@ def check_budget(n: int, nstates: int, memory_budget: int | None) -> None:
     budget = default_memory_budget() if memory_budget is None else _int(memory_budget, "memory_budget")
     need = trajectory_bytes(n, nstates)
     if need > budget:
-        raise ValueError(
+        raise MemoryBudgetError(
             f"the stored trajectory ({nstates} states x {n} variables) would need {need} bytes, "
             f"over the memory budget of {budget} bytes (set memory_budget or {BUDGET_ENV})"
         )
