@@ -4,7 +4,8 @@ Linux: ``/proc/self/status`` has the resident set (VmRSS) and its high-water mar
 writing 5 to ``/proc/self/clear_refs`` resets the mark to the current RSS (Linux >= 4.0), and
 glibc's ``malloc_trim`` hands freed heap back to the kernel, so memory freed by earlier cases
 neither hides nor inflates this one.  ``Peak.start()`` before ``prepare()``; after the timing,
-``Peak.call(fn, arg)`` resets the mark and makes one more call: the peak above the RSS before
+``Peak.call(fn, arg)`` resets the mark and makes one more call (a case timed in one round of one
+call is armed before that round instead, ``arm``/``read``: the same measurement, one call fewer): the peak above the RSS before
 ``prepare()`` is what holding and running this gradient takes (prepared state such as work
 arrays and compiled code, plus the call's tape and temporaries); compilation's transient
 memory is not in it, as the mark is reset after prepare and the first calls.  Measured in the
@@ -57,23 +58,36 @@ class Peak:
     def __init__(self, device: str = "cpu", backend: str = "") -> None:
         self.device, self.backend = device, backend
         self.before: int | None = None
+        self._reset = False
+        self._dev: Callable[[], int] | None = None
 
     def start(self) -> None:
         settle()
         self.before = _status_bytes("VmRSS")
 
     def call(self, fn: Callable[[Any], Any], arg: Any) -> dict[str, Any]:
-        settle()
-        reset = _reset_hwm()
-        dev = self._device_reset()
+        """Settle, reset the marks, make one call: its peak (``arm`` + the call + ``read``)."""
+        self.arm()
         out = fn(arg)
+        res = self.read()
+        del out
+        return res
+
+    def arm(self) -> None:
+        """Settle and reset the high-water marks; the next call's peak is what ``read`` gives.
+        A single timed call between ``arm`` and ``read`` is measured exactly as ``call`` measures,
+        so a case of seconds per call need not be run once more for its memory."""
+        settle()
+        self._reset = _reset_hwm()
+        self._dev = self._device_reset()
+
+    def read(self) -> dict[str, Any]:
         peak = _status_bytes("VmHWM")
         res: dict[str, Any] = {"rss_before": self.before, "peak_rss": peak}
-        if reset and peak is not None and self.before is not None:
+        if self._reset and peak is not None and self.before is not None:
             res["peak_bytes"] = max(0, peak - self.before)
-        if dev is not None:
-            res["device_peak_bytes"] = dev()
-        del out
+        if self._dev is not None:
+            res["device_peak_bytes"] = self._dev()
         return res
 
     def _device_reset(self) -> Callable[[], int] | None:

@@ -32,3 +32,18 @@ cdef object new_vector(object empty, const double* src, Py_ssize_t n):
     memcpy(view.buf, src, n * sizeof(double))
     PyBuffer_Release(&view)
     return out
+
+
+cdef object batch_controls(object U, Py_ssize_t nc):
+    """U as a C-contiguous float64 array of shape (B >= 1, nc) with finite entries, or ValueError.
+
+    The one check of every batch entry point (gradients and forward-only costs); the including
+    module imports numpy as np.
+    """
+    Ua = np.asarray(U)
+    if Ua.dtype != np.float64 or Ua.ndim != 2 or Ua.shape[1] != nc or Ua.shape[0] < 1:
+        raise ValueError(f"batched controls must be a float64 array of shape (B >= 1, {nc}), got {Ua.dtype} {Ua.shape}")
+    Ua = np.ascontiguousarray(Ua)
+    if not np.all(np.isfinite(Ua)):
+        raise ValueError("batched controls must be finite")
+    return Ua

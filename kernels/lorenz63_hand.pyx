@@ -329,6 +329,14 @@ cdef double batch_row(const double* u, Py_ssize_t nc, double sigma, double r, do
     return J
 
 
+cdef double cost_row(const double* u, Py_ssize_t nc, double sigma, double r, double beta, double dt,
+                     const long long[::1] steps, const double[:, ::1] obs) noexcept nogil:
+    """One row of a forward-only batch: ``forward_cost`` at u[0:nc] (the fixed parameters appended)."""
+    if nc == 6:
+        return forward_cost(steps, obs, u[0], u[1], u[2], u[3], u[4], u[5], dt)
+    return forward_cost(steps, obs, u[0], u[1], u[2], sigma, r, beta, dt)
+
+
 cdef class HandAdjointBatch:
     """Batched gradients of one ``HandAdjoint``: the rows of U on ``threads`` OpenMP threads.
 
@@ -366,12 +374,7 @@ cdef class HandAdjointBatch:
         cdef double[:, ::1] w
         cdef double[:, :, ::1] d
         cdef bint own
-        Ua = np.asarray(U)
-        if Ua.dtype != np.float64 or Ua.ndim != 2 or Ua.shape[1] != nc or Ua.shape[0] < 1:
-            raise ValueError(f"batched controls must be a float64 array of shape (B >= 1, {nc}), got {Ua.dtype} {Ua.shape}")
-        Ua = np.ascontiguousarray(Ua)
-        if not np.all(np.isfinite(Ua)):
-            raise ValueError("batched controls must be finite")
+        Ua = batch_controls(U, nc)
         Uv = Ua
         B = Ua.shape[0]
         J = np.empty(B)
@@ -398,3 +401,40 @@ cdef class HandAdjointBatch:
             if own:
                 self.busy = False
         return J, G
+
+
+cdef class HandCostBatch:
+    """Batched forward-only J of one ``HandCost``: the rows of U on ``threads`` OpenMP threads,
+    as ``HandAdjointBatch`` runs the gradients (same idiom, same chunks: a like-by-like ratio).
+    The state of a row lives on its thread's stack; a row is exactly ``HandCost.cost``.
+    """
+
+    cdef HandCost fwd
+    cdef Py_ssize_t nthreads
+
+    def __cinit__(self, HandCost cost not None, threads):
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        self.fwd = cost
+        self.nthreads = threads if AB63_OPENMP else 1
+
+    @property
+    def threads(self):
+        return self.nthreads
+
+    def cost(self, U):
+        """J[B] for U of shape (B, n_control), C-contiguous finite float64."""
+        cdef HandCost h = self.fwd
+        cdef Py_ssize_t B, b, nt, chunk, nc = h.n
+        cdef const double[:, ::1] Uv
+        cdef double[::1] Jv
+        Ua = batch_controls(U, nc)
+        Uv = Ua
+        B = Ua.shape[0]
+        J = np.empty(B)
+        Jv = J
+        nt = min(self.nthreads, B)
+        chunk = max(1, B // (8 * nt))
+        for b in prange(B, nogil=True, num_threads=nt, schedule="dynamic", chunksize=chunk):
+            Jv[b] = cost_row(&Uv[b, 0], nc, h.sigma, h.r, h.beta, h.dt, h.steps, h.obs)
+        return J

@@ -550,12 +550,7 @@ cdef class Lorenz96Batch:
         cdef double[::1] W
         cdef const problem96* p = &self.adj.p
         cdef bint own
-        Ua = np.asarray(U)
-        if Ua.dtype != np.float64 or Ua.ndim != 2 or Ua.shape[1] != nc or Ua.shape[0] < 1:
-            raise ValueError(f"batched controls must be a float64 array of shape (B >= 1, {nc}), got {Ua.dtype} {Ua.shape}")
-        Ua = np.ascontiguousarray(Ua)
-        if not np.all(np.isfinite(Ua)):
-            raise ValueError("batched controls must be finite")
+        Ua = batch_controls(U, nc)
         Uv = Ua
         B = Ua.shape[0]
         J = np.empty(B)
@@ -579,3 +574,64 @@ cdef class Lorenz96Batch:
             if own:
                 self.busy = False
         return J, G
+
+
+cdef class Lorenz96CostBatch:
+    """Batched forward-only J of one ``Lorenz96Cost``: the rows of U on ``threads`` OpenMP threads,
+    as ``Lorenz96Batch`` runs the gradients (the same idiom, so their ratio is like by like).
+
+    Each thread owns the cost's work arrays (two states, three stage vectors), allocated here
+    once; a row is exactly what ``Lorenz96Cost.cost`` gives for it.
+    """
+
+    cdef Lorenz96Cost fwd
+    cdef double[::1] X
+    cdef double[::1] W
+    cdef Py_ssize_t nthreads, xsize, wsize
+    cdef bint busy
+
+    def __cinit__(self, Lorenz96Cost cost not None, threads):
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        self.fwd = cost
+        self.nthreads = threads if AB96_OPENMP else 1
+        self.xsize = cost.xstates * cost.p.N
+        self.wsize = cost.nwork * cost.p.N
+        self.X = np.empty(self.nthreads * self.xsize)
+        self.W = np.empty(self.nthreads * self.wsize)
+        self.busy = False
+
+    @property
+    def threads(self):
+        return self.nthreads
+
+    def cost(self, U):
+        """J[B] for U of shape (B, n_control), C-contiguous finite float64."""
+        cdef Py_ssize_t B, b, tid, nt, xs = self.xsize, ws = self.wsize
+        cdef const double[:, ::1] Uv
+        cdef double[::1] Jv
+        cdef double[::1] X
+        cdef double[::1] W
+        cdef const problem96* p = &self.fwd.p
+        cdef bint own
+        Ua = batch_controls(U, self.fwd.nc)
+        Uv = Ua
+        B = Ua.shape[0]
+        J = np.empty(B)
+        Jv = J
+        nt = min(self.nthreads, B)
+        own = not self.busy
+        if own:
+            self.busy = True
+            X, W = self.X, self.W
+        else:  # a concurrent call from another Python thread: its own work arrays
+            X = np.empty(nt * xs)
+            W = np.empty(nt * ws)
+        try:
+            for b in prange(B, nogil=True, num_threads=nt, schedule="dynamic"):
+                tid = threadid()
+                Jv[b] = cost(p, &Uv[b, 0], &X[tid * xs], &W[tid * ws])
+        finally:
+            if own:
+                self.busy = False
+        return J

@@ -125,6 +125,26 @@ def test_batched_forward_cost_equals_the_batch_gradients_J(name, model, rng):
             costs(U)
 
 
+#: native backends whose forward-only batch runs by their gradient batch's idiom (OpenMP threads):
+#: without it the scaling study has no cheap-gradient ratio for their ensembles
+OWN_BATCHED_FORWARD = ("numba", "cython", "fortran")
+
+
+@pytest.mark.parametrize("model", ["lorenz63", "lorenz96"])
+@pytest.mark.parametrize("name", OWN_BATCHED_FORWARD)
+def test_native_batched_forward_runs_by_the_gradient_batch_idiom(name, model, rng):
+    b = _with_cost(name, model)
+    p = _cost_problem(rng, name, model, "state")
+    vgb = b.prepare_batch(p)
+    if vgb.info.get("openmp") is False:
+        pytest.skip(f"{name} was built without OpenMP: both batches are native loops")
+    costs = b.prepare_cost_batch(p)
+    assert costs.idiom == vgb.idiom == "threads" or (name == "numba" and costs.idiom == vgb.idiom)
+    U = p.u0 + 0.01 * rng.standard_normal((7, p.n_control))
+    single = b.prepare_cost(p)
+    assert np.array_equal(costs(U), np.array([single(u) for u in U]))  # the same kernel: to the bit
+
+
 @pytest.mark.parametrize("model", ["lorenz63", "lorenz96"])
 @pytest.mark.parametrize("name", ALL)
 def test_non_finite_result_is_an_error(name, model, tmp_path, capsys):

@@ -26,7 +26,7 @@ module ab_lorenz63
    !$ use omp_lib, only: omp_get_thread_num
    implicit none
    private
-   public :: ab63_value_and_grad, ab63_cost, ab63_descent, ab63_batch
+   public :: ab63_value_and_grad, ab63_cost, ab63_descent, ab63_batch, ab63_cost_batch
 
    integer, parameter :: dp = c_double, ik = c_int64_t
 
@@ -264,5 +264,35 @@ contains
       !$omp end parallel do
       ab63_batch = bad
    end function ab63_batch
+
+   integer(c_int) function ab63_cost_batch(nobs, steps, obs, nthreads, nc, nb, U, fixed, dt, J) &
+      bind(c, name="ab63_cost_batch")
+      ! Forward-only J(b) at the controls U(:, b), b = 1..nb, on up to nthreads OpenMP threads in
+      ! ab63_batch's chunks (the same idiom); a row is exactly what ab63_cost gives for it (the
+      ! same ``cost63``, its state on the thread's stack).  Status 0, or 1 (a row not finite).
+      integer(c_int64_t), value :: nobs, nthreads, nc, nb
+      integer(c_int64_t), intent(in) :: steps(nobs)
+      real(c_double), intent(in) :: obs(3, nobs), U(nc, nb), fixed(3)
+      real(c_double), value :: dt
+      real(c_double), intent(out) :: J(nb)
+      real(dp) :: c(6)
+      integer(ik) :: b, chunk
+      integer(c_int) :: bad
+      integer :: nt
+      bad = 0
+      nt = int(max(1_ik, min(nthreads, nb)))
+      chunk = max(1_ik, nb/(8*nt))
+      !$omp parallel do num_threads(nt) schedule(dynamic, chunk) private(b, c) reduction(max:bad)
+      do b = 1, nb
+         if (finite(U(:, b), nc)) then
+            call full_control(nc, U(:, b), fixed, c)
+            J(b) = cost63(nobs, steps, obs, c, dt)
+         else
+            bad = 1
+         end if
+      end do
+      !$omp end parallel do
+      ab63_cost_batch = bad
+   end function ab63_cost_batch
 
 end module ab_lorenz63

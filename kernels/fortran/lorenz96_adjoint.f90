@@ -44,7 +44,7 @@ module ab_lorenz96
    !$ use omp_lib, only: omp_get_thread_num, omp_get_max_threads
    implicit none
    private
-   public :: ab96_value_and_grad, ab96_cost, ab96_descent, ab96_batch, ab96_nwork
+   public :: ab96_value_and_grad, ab96_cost, ab96_descent, ab96_batch, ab96_cost_batch, ab96_nwork
    public :: ab_openmp, ab_max_threads, ab_abi_version, ab_compiler
 
    integer, parameter :: dp = c_double, ik = c_int64_t
@@ -466,6 +466,43 @@ contains
       ab96_batch = bad
    end function ab96_batch
 
+   integer(c_int) function ab96_cost_batch(n, nobs, steps, nidx, idx, obs, has_xb, xb, sigma_b, sigma_o, &
+                                           dt, F, nc, nlast, nthreads, X, W, nb, U, J) bind(c, name="ab96_cost_batch")
+      ! Forward-only J(b) at the controls U(:, b), b = 1..nb, on up to nthreads OpenMP threads, as
+      ! ab96_batch runs the gradients (the same idiom: the batch's cheap-gradient ratio is like by
+      ! like); thread t works in X(:, t) (2 states) and W(:, t) (4 vectors and a control of n + 1
+      ! doubles).  A row is exactly what ab96_cost gives for it (the same ``cost96``).  Status 0,
+      ! or 1 (a row not finite; its J undefined).
+      integer(c_int64_t), value :: n, nobs, nidx, nc, nlast, nthreads, nb
+      integer(c_int64_t), intent(in) :: steps(nobs), idx(nidx)
+      real(c_double), intent(in) :: obs(nidx, nobs), xb(n), U(nc, nb)
+      integer(c_int), value :: has_xb
+      real(c_double), value :: sigma_b, sigma_o, dt, F
+      real(c_double), intent(inout) :: X(2*n, nthreads), W(5*n + 1, nthreads)
+      real(c_double), intent(out) :: J(nb)
+      type(problem96) :: p
+      integer(ik) :: b, t, cu
+      integer(c_int) :: bad
+      integer :: nt
+      bad = 0
+      p = gather(n, nlast, nobs, nidx, has_xb, sigma_b, sigma_o, dt, F, nc)
+      nt = int(max(1_ik, min(nthreads, nb)))
+      cu = 4*n + 1              ! the thread's control, n + 1 doubles
+      !$omp parallel do num_threads(nt) schedule(dynamic, 1) private(b, t) reduction(max:bad)
+      do b = 1, nb
+         t = 1
+         !$ t = omp_get_thread_num() + 1
+         if (finite(U(:, b), nc)) then
+            W(cu:cu + nc - 1, t) = U(:, b)
+            J(b) = cost96(p, steps, idx, obs, xb, W(cu, t), X(1, t), W(1, t))
+         else
+            bad = 1
+         end if
+      end do
+      !$omp end parallel do
+      ab96_cost_batch = bad
+   end function ab96_cost_batch
+
    ! ---- what the library was built with ------------------------------------------------
 
    integer(c_int) function ab_openmp() bind(c, name="ab_openmp")
@@ -482,7 +519,7 @@ contains
 
    integer(c_int) function ab_abi_version() bind(c, name="ab_abi_version")
       ! Bumped whenever a signature changes: the loader refuses a stale library.
-      ab_abi_version = 2
+      ab_abi_version = 3
    end function ab_abi_version
 
    integer(c_int) function ab_compiler(which, buf, nbuf) bind(c, name="ab_compiler")

@@ -17,7 +17,8 @@ functions, with J summed in the same order, but keep only the current state; the
 the gradient's J to the last bit.  Controls are validated as for the gradient.
 
 Batches (idiom "threads"): the rows run on OpenMP threads, each thread with its own work arrays
-(allocated once, in ``prepare_batch``).  The thread count is read from OMP_NUM_THREADS at
+(allocated once, in ``prepare_batch``); the forward-only batch (``prepare_cost_batch``) runs the
+cost kernels the same way.  The thread count is read from OMP_NUM_THREADS at
 prepare time (default: OpenMP's own default, the number of CPUs), capped so that one trajectory
 per thread stays within the problem's memory budget, and recorded in ``info["threads"]``; an
 extension built without OpenMP runs the rows serially (``info["openmp"]`` is False).
@@ -150,6 +151,19 @@ class CythonBackend(Backend):
             return run(check_controls(problem, U))
 
         return PreparedBatch(vgb, problem, idiom=self.batch_idiom, device=device, dtype=dtype, info=info)
+
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        # the gradient batch's idiom (OpenMP threads over rows, each with its own work arrays)
+        # around the forward-only kernel: the batch's cheap-gradient ratio divides like by like
+        if isinstance(problem, Lorenz96Problem):
+            mod = _module(MODULE96)
+            threads, _ = _batch_threads(mod, problem)
+            run = mod.Lorenz96CostBatch(_kernel96("Lorenz96Cost", problem), threads).cost
+        else:
+            mod = _module(MODULE)
+            threads, _ = _batch_threads(mod, problem)
+            run = mod.HandCostBatch(_kernel63("HandCost", problem), threads).cost
+        return lambda U: run(check_controls(problem, U))
 
 
 BACKENDS = [CythonBackend()]

@@ -43,7 +43,9 @@ each thread with its own work arrays (allocated once, in ``prepare_batch``); the
 count is read from OMP_NUM_THREADS at prepare time (default: OpenMP's own, the number of
 CPUs), capped for Lorenz-96 so that one trajectory per thread stays within the problem's
 memory budget, and recorded in ``info["threads"]``; a library built without OpenMP runs the
-rows serially (``info["openmp"]`` False, idiom "native loop").
+rows serially (``info["openmp"]`` False, idiom "native loop").  The forward-only batch
+(``prepare_cost_batch``: ``ab63_cost_batch``, ``ab96_cost_batch``) runs the cost kernels by the
+same idiom, so the scaling study's batch ratio divides like by like.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ from .base import Backend, DescentResult, Prepared, PreparedBatch, check_control
 
 STEM = "_fortran_adjoint"
 #: the library's ``ab_abi_version()``: a library built from other sources is refused
-ABI_VERSION = 2
+ABI_VERSION = 3
 MISSING_GFORTRAN = "gfortran not found: apt-get install -y gfortran (tools/system-deps.sh)"
 F64 = np.dtype(np.float64)
 
@@ -113,8 +115,8 @@ def load() -> tuple[Any, str]:
         return None, (f"{path.name} is stale (ABI {version}, expected {ABI_VERSION}); "
                       "rebuild with `python setup.py build_ext --inplace`")
     try:
-        for name in ("ab63_value_and_grad", "ab63_cost", "ab63_descent", "ab63_batch",
-                     "ab96_value_and_grad", "ab96_cost", "ab96_descent", "ab96_batch"):
+        for name in ("ab63_value_and_grad", "ab63_cost", "ab63_descent", "ab63_batch", "ab63_cost_batch",
+                     "ab96_value_and_grad", "ab96_cost", "ab96_descent", "ab96_batch", "ab96_cost_batch"):
             getattr(lib, name).restype = _int  # the status; the arguments are ctypes objects made here
         lib.ab_compiler.argtypes = [_int, ctypes.c_char_p, _int]
     except AttributeError as e:  # a symbol missing: built from other sources
@@ -298,6 +300,19 @@ class Kernel63:
 
         return vgb
 
+    def cost_batch(self, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        """costs(U) on ``threads`` OpenMP threads, as ``batch`` (no work arrays: the state is on the stack)."""
+        problem, lib = self.problem, self.lib
+
+        def costs(U: Any) -> np.ndarray:
+            U = check_controls(problem, U)
+            J = np.empty(U.shape[0])
+            _status(lib.ab63_cost_batch(*self.data, _i64(threads), _i64(self.nc), _i64(U.shape[0]), _p(U), self.fixed,
+                                        self.dt, _p(J)))
+            return J
+
+        return costs
+
 
 # ---- Lorenz-96 -----------------------------------------------------------------------------
 
@@ -399,6 +414,29 @@ class Kernel96:
 
         return vgb
 
+    def cost_batch(self, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+        """costs(U) on ``threads`` OpenMP threads, as ``batch``: two states and four vectors (and a
+        control) per thread instead of a trajectory."""
+        problem, lib, n = self.problem, self.lib, self.n
+        shared = (np.empty((threads, 2 * n)), np.empty((threads, 5 * n + 1)))
+        lock = threading.Lock()
+
+        def costs(U: Any) -> np.ndarray:
+            U = check_controls(problem, U)
+            J = np.empty(U.shape[0])
+            own = lock.acquire(False)
+            try:
+                X, W = shared if own else (np.empty_like(shared[0]), np.empty_like(shared[1]))
+                st = lib.ab96_cost_batch(*self.data, _i64(self.nstates - 1), _i64(threads), _p(X), _p(W),
+                                         _i64(U.shape[0]), _p(U), _p(J))
+            finally:
+                if own:
+                    lock.release()
+            _status(st)
+            return J
+
+        return costs
+
 
 # ---- the backend ---------------------------------------------------------------------------
 
@@ -448,6 +486,13 @@ class FortranBackend(Backend):
         idiom = self.batch_idiom if info["openmp"] else "native loop"
         return PreparedBatch(kernel.batch(threads), problem, idiom=idiom, device=device, dtype=dtype,
                              info={**self._info(), **info})
+
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray] | None:
+        # the gradient batch's idiom around the forward-only kernels (a library without OpenMP
+        # runs both as native loops: the base class's loop over prepare_cost is then the match)
+        kernel = Kernel96(problem) if isinstance(problem, Lorenz96Problem) else Kernel63(problem)
+        threads, info = _threads(kernel.lib, problem)
+        return kernel.cost_batch(threads) if info["openmp"] else None
 
 
 BACKENDS = [FortranBackend()]
