@@ -47,3 +47,11 @@ cdef object batch_controls(object U, Py_ssize_t nc):
     if not np.all(np.isfinite(Ua)):
         raise ValueError("batched controls must be finite")
     return Ua
+
+
+cdef Py_ssize_t team_size(object threads, bint openmp) except -1:
+    """The OpenMP team of a batch: ``threads`` (a positive integer, else ValueError), or 1 when
+    the extension was built without OpenMP (its rows then run on the calling thread)."""
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return threads if openmp else 1

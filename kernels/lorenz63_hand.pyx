@@ -352,10 +352,8 @@ cdef class HandAdjointBatch:
     cdef bint busy
 
     def __cinit__(self, HandAdjoint adjoint not None, threads):
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.adj = adjoint
-        self.nthreads = threads if AB63_OPENMP else 1
+        self.nthreads = team_size(threads, AB63_OPENMP)
         self.w = np.empty((self.nthreads, adjoint.work.w.shape[0]))
         self.d = np.empty((self.nthreads, adjoint.work.d.shape[0], 3))
         self.busy = False
@@ -413,10 +411,8 @@ cdef class HandCostBatch:
     cdef Py_ssize_t nthreads
 
     def __cinit__(self, HandCost cost not None, threads):
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.fwd = cost
-        self.nthreads = threads if AB63_OPENMP else 1
+        self.nthreads = team_size(threads, AB63_OPENMP)
 
     @property
     def threads(self):

@@ -511,27 +511,25 @@ cdef class Lorenz96Adjoint(Lorenz96Kernel):
         return u, costs
 
 
-cdef class Lorenz96Batch:
-    """Batched gradients of one ``Lorenz96Adjoint``: the rows of U on ``threads`` OpenMP threads.
+cdef class Lorenz96Rows:
+    """The per-thread work arrays of a batch over one kernel (``Lorenz96Adjoint`` or ``Lorenz96Cost``):
+    the kernel's own trajectory and sweep vectors once per OpenMP thread, allocated here once.
 
-    Each thread owns a trajectory and sweep vectors, allocated here once; a row is exactly
-    what ``value_and_grad`` gives for it (the same kernel).  Without OpenMP the rows run one
-    after the other on the calling thread.
+    The base of ``Lorenz96Batch`` (gradients) and ``Lorenz96CostBatch`` (forward-only J), so both
+    batches run their rows the same way and their ratio is like by like.
     """
 
-    cdef Lorenz96Adjoint adj
+    cdef Lorenz96Kernel kernel
     cdef double[::1] X
     cdef double[::1] W
     cdef Py_ssize_t nthreads, xsize, wsize
     cdef bint busy
 
-    def __cinit__(self, Lorenz96Adjoint adjoint not None, threads):
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self.adj = adjoint
-        self.nthreads = threads if AB96_OPENMP else 1
-        self.xsize = (adjoint.p.nlast + 1) * adjoint.p.N
-        self.wsize = NWORK * adjoint.p.N
+    def __cinit__(self, Lorenz96Kernel kernel not None, threads):
+        self.kernel = kernel
+        self.nthreads = team_size(threads, AB96_OPENMP)
+        self.xsize = kernel.xstates * kernel.p.N
+        self.wsize = kernel.nwork * kernel.p.N
         self.X = np.empty(self.nthreads * self.xsize)
         self.W = np.empty(self.nthreads * self.wsize)
         self.busy = False
@@ -540,15 +538,39 @@ cdef class Lorenz96Batch:
     def threads(self):
         return self.nthreads
 
+    cdef tuple claim(self, Py_ssize_t nt):
+        """(own, X, W): the shared work arrays, or fresh ones for nt threads if a concurrent call
+        from another Python thread holds them (``own`` False: nothing to release)."""
+        if self.busy:
+            return False, np.empty(nt * self.xsize), np.empty(nt * self.wsize)
+        self.busy = True
+        return True, self.X, self.W
+
+    cdef void release(self, bint own) noexcept:
+        if own:
+            self.busy = False
+
+
+cdef class Lorenz96Batch(Lorenz96Rows):
+    """Batched gradients of one ``Lorenz96Adjoint``: the rows of U on ``threads`` OpenMP threads.
+
+    Each thread owns a trajectory and sweep vectors (``Lorenz96Rows``); a row is exactly what
+    ``value_and_grad`` gives for it (the same kernel).  Without OpenMP the rows run one after
+    the other on the calling thread.
+    """
+
+    def __cinit__(self, Lorenz96Adjoint adjoint not None, threads):
+        pass  # Lorenz96Rows has sized the work arrays for the adjoint
+
     def value_and_grad(self, U):
         """(J[B], G[B, n_control]) for U of shape (B, n_control), C-contiguous finite float64."""
-        cdef Py_ssize_t B, b, tid, nt, nc = self.adj.nc, xs = self.xsize, ws = self.wsize
+        cdef Py_ssize_t B, b, tid, nt, nc = self.kernel.nc, xs = self.xsize, ws = self.wsize
         cdef const double[:, ::1] Uv
         cdef double[::1] Jv
         cdef double[:, ::1] Gv
         cdef double[::1] X
         cdef double[::1] W
-        cdef const problem96* p = &self.adj.p
+        cdef const problem96* p = &self.kernel.p
         cdef bint own
         Ua = batch_controls(U, nc)
         Uv = Ua
@@ -558,52 +580,25 @@ cdef class Lorenz96Batch:
         Jv = J
         Gv = G
         nt = min(self.nthreads, B)
-        own = not self.busy
-        if own:
-            self.busy = True
-            X, W = self.X, self.W
-        else:  # a concurrent call from another Python thread: its own work arrays
-            X = np.empty(nt * xs)
-            W = np.empty(nt * ws)
+        own, X, W = self.claim(nt)
         try:
             # rows of milliseconds: one at a time to whichever thread is free (dynamic)
             for b in prange(B, nogil=True, num_threads=nt, schedule="dynamic"):
                 tid = threadid()
                 Jv[b] = value_and_grad(p, &Uv[b, 0], &X[tid * xs], &W[tid * ws], &Gv[b, 0])
         finally:
-            if own:
-                self.busy = False
+            self.release(own)
         return J, G
 
 
-cdef class Lorenz96CostBatch:
+cdef class Lorenz96CostBatch(Lorenz96Rows):
     """Batched forward-only J of one ``Lorenz96Cost``: the rows of U on ``threads`` OpenMP threads,
-    as ``Lorenz96Batch`` runs the gradients (the same idiom, so their ratio is like by like).
-
-    Each thread owns the cost's work arrays (two states, three stage vectors), allocated here
-    once; a row is exactly what ``Lorenz96Cost.cost`` gives for it.
+    as ``Lorenz96Batch`` runs the gradients (``Lorenz96Rows``: two states and three stage vectors
+    per thread); a row is exactly what ``Lorenz96Cost.cost`` gives for it.
     """
 
-    cdef Lorenz96Cost fwd
-    cdef double[::1] X
-    cdef double[::1] W
-    cdef Py_ssize_t nthreads, xsize, wsize
-    cdef bint busy
-
     def __cinit__(self, Lorenz96Cost cost not None, threads):
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
-        self.fwd = cost
-        self.nthreads = threads if AB96_OPENMP else 1
-        self.xsize = cost.xstates * cost.p.N
-        self.wsize = cost.nwork * cost.p.N
-        self.X = np.empty(self.nthreads * self.xsize)
-        self.W = np.empty(self.nthreads * self.wsize)
-        self.busy = False
-
-    @property
-    def threads(self):
-        return self.nthreads
+        pass  # Lorenz96Rows has sized the work arrays for the forward-only kernel
 
     def cost(self, U):
         """J[B] for U of shape (B, n_control), C-contiguous finite float64."""
@@ -612,26 +607,19 @@ cdef class Lorenz96CostBatch:
         cdef double[::1] Jv
         cdef double[::1] X
         cdef double[::1] W
-        cdef const problem96* p = &self.fwd.p
+        cdef const problem96* p = &self.kernel.p
         cdef bint own
-        Ua = batch_controls(U, self.fwd.nc)
+        Ua = batch_controls(U, self.kernel.nc)
         Uv = Ua
         B = Ua.shape[0]
         J = np.empty(B)
         Jv = J
         nt = min(self.nthreads, B)
-        own = not self.busy
-        if own:
-            self.busy = True
-            X, W = self.X, self.W
-        else:  # a concurrent call from another Python thread: its own work arrays
-            X = np.empty(nt * xs)
-            W = np.empty(nt * ws)
+        own, X, W = self.claim(nt)
         try:
             for b in prange(B, nogil=True, num_threads=nt, schedule="dynamic"):
                 tid = threadid()
                 Jv[b] = cost(p, &Uv[b, 0], &X[tid * xs], &W[tid * ws])
         finally:
-            if own:
-                self.busy = False
+            self.release(own)
         return J
