@@ -250,3 +250,21 @@ def test_enzyme_jax_short_windows_compile(rng):
     assert 2 <= p.last_obs_step <= 4
     res = verify.check_vg("enzyme-jax", b.prepare(p), p, near(rng, p))
     assert res.passed, (res, p.to_json())
+
+
+@pytest.mark.parametrize("everything", [True, False])
+def test_enzyme_jax_batch_of_state_and_F_observing_a_prefix(everything, rng):
+    """Enzyme-MLIR aborted the process lowering this batch when the scan body took x[:m] or the
+    whole x (``_jax_lorenz96.GATHER_PREFIX``): control state+params, B >= 2, observed entries
+    0..m-1.  Rows must equal the single gradients of the same problem."""
+    b = backend_or_skip("enzyme-jax")
+    p = random_problem96(rng, "state+params", n=int(rng.integers(8, 41)), max_steps=20)
+    m = p.n if everything else int(rng.integers(1, p.n))
+    rows = l96.observe(p.x0, p.F, p.dt, p.obs_steps, np.arange(m))
+    p = p.with_(obs_indices=np.arange(m), obs_values=rows + p.sigma_o * rng.standard_normal(rows.shape))
+    U = np.array([near(rng, p) for _ in range(int(rng.integers(2, 6)))])
+    J, G = b.prepare_batch(p)(U)
+    single = b.prepare(p)
+    for u, j, g in zip(U, J, G, strict=True):
+        j1, g1 = single(u)
+        assert abs(j - j1) <= BATCH_RTOL * abs(j1) and np.allclose(g, g1, rtol=BATCH_RTOL, atol=0), (p.to_json(), u)

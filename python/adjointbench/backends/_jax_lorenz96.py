@@ -72,6 +72,16 @@ def rk4_step(x: jax.Array, F: Any, dt: float) -> jax.Array:
 #: compiled in seconds.
 MIN_TRIP = {"enzyme-jax": 5}
 
+#: AD routes that must gather the observed entries even when they are a prefix 0..m-1 of the
+#: state.  Enzyme-MLIR (enzyme-ad 0.0.16) aborts the process ("limit index 2n is larger than
+#: dimension size n+1", an LLVM fatal error, no Python exception) lowering the vmapped
+#: gradient of control state+params (u = (x0, F) of shape (B, n + 1)) when the scan body
+#: slices x[:m]: its slice simplification composes that slice with u[:, :n] by adding the
+#: limits; taking the whole state (no index) aborts the same way.  Found with
+#: tests/test_contract_lorenz96.py (N = 38, B >= 2; B = 1 and control state lower fine); the
+#: gather x[idx] lowers fine, so these routes always gather.
+GATHER_PREFIX = frozenset({"enzyme-jax"})
+
 
 def observed_trajectory(
     x0: jax.Array, F: Any, dt: float, nlast: int, idx: Any, unroll: int = 1, min_trip: int = 0,
@@ -107,11 +117,13 @@ def observed_trajectory(
 
 
 def make_cost(
-    problem: Lorenz96Problem, dtype: str = "float64", unroll: int = 1, min_trip: int = 0,
+    problem: Lorenz96Problem, dtype: str = "float64", unroll: int = 1, min_trip: int = 0, slice_prefix: bool = True,
 ) -> Callable[[jax.Array], jax.Array]:
     """J(u) = 1/2 |(x0 - xb)/sigma_b|^2 [background] + 1/2 sum_k |(x_{s_k}[idx] - y_k)/sigma_o|^2.
 
-    u = x_0 (n entries) or (x_0, F) (n + 1, F last), as ``problem.split``.
+    u = x_0 (n entries) or (x_0, F) (n + 1, F last), as ``problem.split``.  Observing every
+    entry takes no index and a prefix 0..m-1 a slice, unless ``slice_prefix`` is off (see
+    ``GATHER_PREFIX``); any other set a gather.
     """
     npdt = np_dtype(dtype)
     n = problem.n
@@ -119,7 +131,9 @@ def make_cost(
     steps = np.asarray(problem.obs_steps, dtype=np.int32)
     idx = np.asarray(problem.obs_indices, dtype=np.int32)
     # a contiguous prefix 0..m-1 needs no gather (the common "observe everything" case)
-    obs_idx: Any = slice(0, idx.size) if np.array_equal(idx, np.arange(idx.size)) else idx
+    obs_idx: Any = idx
+    if slice_prefix and np.array_equal(idx, np.arange(idx.size)):
+        obs_idx = slice(None) if idx.size == n else slice(0, idx.size)
     obs = np.asarray(problem.obs_values, dtype=npdt)
     sigma_o, sigma_b = problem.sigma_o, problem.sigma_b
     xb = None if problem.background is None else np.asarray(problem.background, dtype=npdt)

@@ -179,11 +179,12 @@ def descent(
 
 def cost_for(problem: Problem, dtype: str = "float64", unroll: int = 1, route: str = "jax") -> Cost:
     """The ``jax.numpy`` cost J(u) of ``problem``'s model (Lorenz-63 here, Lorenz-96 in
-    ``_jax_lorenz96.py``), as AD route ``route`` gets it (``_jax_lorenz96.MIN_TRIP``)."""
+    ``_jax_lorenz96.py``), as AD route ``route`` gets it (``_jax_lorenz96.MIN_TRIP``,
+    ``GATHER_PREFIX``)."""
     if isinstance(problem, Lorenz96Problem):
-        from . import _jax_lorenz96
+        from . import _jax_lorenz96 as l96
 
-        return _jax_lorenz96.make_cost(problem, dtype, unroll, _jax_lorenz96.MIN_TRIP.get(route, 0))
+        return l96.make_cost(problem, dtype, unroll, l96.MIN_TRIP.get(route, 0), route not in l96.GATHER_PREFIX)
     return make_cost(problem, dtype, unroll)
 
 
