@@ -320,13 +320,13 @@ def test_root_benchmark_only_runs_bench_and_plain_runs_never_do():
 # ---- the scaling study's table (report/scale.py) on synthetic scale entries -------------------
 
 def scale_entry(backend, t_min, *, axis="state", n=4000, nsteps=40, batch=0, cost_s=None, batch_idiom=None,
-                cost_idiom=None, devices=None, yardstick=False):
-    e = bench_entry("scale", backend, t_min, kind="yardstick (plain C, timed in C)" if yardstick else "AD")
+                cost_idiom=None, devices=None, yardstick=False, kind="AD", peak_bytes=2**20):
+    e = bench_entry("scale", backend, t_min, kind="yardstick (plain C, timed in C)" if yardstick else kind)
     key = f"scale:{axis}:lorenz96:n={n},nsteps={nsteps}" + (f",B={batch}" if batch else "")
     e["extra_info"].update({
         "problem": key, "model": "lorenz96", "axis": axis, "n": n, "nsteps": nsteps, "batch": batch,
         "cost_s": cost_s, "cost_idiom": cost_idiom, "batch_idiom": batch_idiom, "prepare_s": 0.5,
-        "first_call_s": 0.25, "trajectory_bytes": 8 * n * (nsteps + 1) * max(1, batch), "peak_bytes": 2**20,
+        "first_call_s": 0.25, "trajectory_bytes": 8 * n * (nsteps + 1) * max(1, batch), "peak_bytes": peak_bytes,
     })
     if devices is not None:
         e["extra_info"]["info_devices"] = devices
@@ -359,6 +359,36 @@ def test_scale_table_ratios_like_by_like_and_devices(tmp_path, capsys):
     assert "×4 devices" in capsys.readouterr().out
     assert cli.main(["table", str(path), "--scale", "--format", "csv"]) == 0
     assert ",devices," in capsys.readouterr().out.splitlines()[0]
+
+
+def test_scale_targets_read_every_large_cpu_case(tmp_path, capsys, rng):
+    """time / C, gradient / forward and memory / trajectory against their bounds at N >= 4e4 only:
+    a backend meeting a bound at one size and not the other says at which."""
+    from adjointbench.report.scale import RATIO_TARGET, X_C_TARGETS
+
+    bound = X_C_TARGETS["numba"]
+    c = rng.uniform(1e-3, 1e-2, 3)
+    under, over = bound * rng.uniform(0.5, 0.95), bound * rng.uniform(1.05, 2.0)
+    entries = []
+    for t, n in zip(c, (4000, 40_000, 400_000), strict=True):
+        entries.append(scale_entry("C gcc -O3", t, n=n, cost_s=t / 3, yardstick=True))
+        # numba: far over the bound at N = 4000 (not read), under it at 4e4, over at 4e5
+        f = {4000: 10 * bound, 40_000: under, 400_000: over}[n]
+        entries.append(scale_entry("numba", f * t, n=n, cost_s=f * t / (RATIO_TARGET + 1), kind="hand adjoint",
+                                   peak_bytes=int(1.2 * 8 * n * 41)))
+        entries.append(scale_entry("numpy", 3 * t, n=n, cost_s=t, kind="hand adjoint", peak_bytes=int(2.0 * 8 * n * 41)))
+    path = write_run(tmp_path / "s.json", entries)
+    t = report.scale_targets(report.scale_table(report.load_results([path])))
+    row = {(r.target, r.backend): r for r in t.itertuples()}
+    assert row[("time / C", "numba")].met == "at N = 4e4" and row[("time / C", "numba")].measured == f"{under:.3g}–{over:.3g}"
+    assert row[("time / C", "numpy")].met == "yes" and row[("time / C", "numpy")]._6 == "4e4, 4e5"
+    # numba is compiled: its ratio (RATIO_TARGET + 1) misses; numpy is not held to it
+    assert row[("gradient / forward", "numba")].met == "no" and ("gradient / forward", "numpy") not in row
+    assert row[("peak memory / trajectory", "numba")].met == "yes" and row[("peak memory / trajectory", "numpy")].met == "no"
+    assert cli.main(["table", str(path), "--scale", "--targets", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == ",".join(report.scale.TARGET_COLUMNS)
+    assert cli.main(["table", str(path), "--targets"]) == 2
+    assert "--targets reads the scaling study" in capsys.readouterr().err
 
 
 def test_bench_cpu_devices_sets_xla_flags_and_refuses_nonsense(capsys, monkeypatch):

@@ -176,6 +176,10 @@ class Backend:
     batch_idiom: str = "loop"
     #: seconds per call, not microseconds (e.g. eager JAX): tests and quick benchmarks use short windows
     slow: bool = False
+    #: runs code compiled for the problem (a compiler, a JIT, XLA, a generated kernel), not an
+    #: interpreter, a tape replayed op by op or eager dispatch: the backends the scaling study holds
+    #: to the cheap-gradient bound (``report.scale.scale_targets``)
+    compiled: bool = False
     dtypes: tuple[str, ...] = ("float64",)
     #: modules that must be importable for ``available()``
     requires: tuple[str, ...] = ()

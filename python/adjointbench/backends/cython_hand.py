@@ -94,6 +94,7 @@ def _batch_threads(mod: Any, problem: Any) -> tuple[int, dict[str, Any]]:
 
 class CythonBackend(Backend):
     name = "cython"
+    compiled = True
     kind = "hand adjoint"
     description = "hand adjoints (List 2; Lorenz-96 RK4) in Cython: typed loops without the GIL, OpenMP batches"
     models = ("lorenz63", "lorenz96")

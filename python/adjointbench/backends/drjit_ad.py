@@ -325,6 +325,7 @@ def _check_budget(problem: Any, B: int) -> None:
 
 class DrJitBackend(Backend):
     name = "drjit"
+    compiled = True
     kind = "AD, JIT tracing (LLVM)"
     description = "Dr.Jit Float64 AD arrays (LLVM; CUDA on a GPU), members as lanes, forward + backward under dr.freeze"
     models = ("lorenz63", "lorenz96")

@@ -59,6 +59,7 @@ def _kernel96(problem: Lorenz96Problem):
 
 class EnzymeAOTBackend(Backend):
     name = "enzyme"
+    compiled = True
     kind = "AD, source → IR"
     description = "C++ forward model + cost differentiated by Enzyme (LLVM IR, enzyme-ad), built ahead of time, Cython-wrapped"
     models = ("lorenz63", "lorenz96")

@@ -78,6 +78,7 @@ def _versions() -> dict[str, Any]:
 
 class EnzymeJaxBackend(Backend):
     name = "enzyme-jax"
+    compiled = True
     kind = "AD, MLIR"
     description = "the JAX model's StableHLO differentiated by Enzyme-MLIR (enzyme_ad.jax), under jax.jit"
     requires = ("jax", "jaxlib", "enzyme_ad")

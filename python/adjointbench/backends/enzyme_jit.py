@@ -101,6 +101,7 @@ def _compiled96(problem: Lorenz96Problem, *, cost: bool = False):
 
 class EnzymeJITBackend(Backend):
     name = "enzyme-jit"
+    compiled = True
     kind = "AD, source → IR (JIT)"
     description = "the enzyme backend's C++ source differentiated by Enzyme at run time through enzyme_ad.jax.cpp_call (JAX/XLA)"
     models = ("lorenz63", "lorenz96")

@@ -442,6 +442,7 @@ class Kernel96:
 
 class FortranBackend(Backend):
     name = "fortran"
+    compiled = True
     kind = "hand adjoint (Fortran)"
     description = "hand adjoints (List 2; Lorenz-96 RK4) in Fortran (gfortran -O3, bind(c), ctypes), OpenMP batches"
     models = ("lorenz63", "lorenz96")

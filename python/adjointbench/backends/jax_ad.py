@@ -43,6 +43,7 @@ class _JaxBase(Backend):
 
 class JaxBackend(_JaxBase):
     name = "jax"
+    compiled = True
     kind = "AD, XLA"
     description = "jax.value_and_grad under jax.jit, time loop as lax.scan (AOT-compiled in prepare)"
     fused = True

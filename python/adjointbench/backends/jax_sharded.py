@@ -676,6 +676,7 @@ def make_costb(problem: Problem, device: str) -> Callable[[np.ndarray], np.ndarr
 
 class JaxShardedBackend(Backend):
     name = "jax-sharded"
+    compiled = True
     kind = "AD, XLA (sharded)"
     description = ("jax.value_and_grad of shard_map'd RK4 (ppermute halos, psum) over every device; "
                    "ensembles sharded by member")

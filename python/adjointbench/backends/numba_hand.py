@@ -412,6 +412,7 @@ def _info(**extra: Any) -> dict[str, Any]:
 
 class NumbaBackend(Backend):
     name = "numba"
+    compiled = True
     kind = "hand adjoint"
     description = (
         "hand adjoints compiled by numba.njit: List 2 from the numpy backend's source (Lorenz-63); "

@@ -347,6 +347,7 @@ def make_Jb(problem: Any, fn: Compiled) -> Callable[[np.ndarray], np.ndarray]:
 
 class PytensorBackend(Backend):
     name = "pytensor"
+    compiled = True
     kind = "AD, symbolic graph (C)"
     description = "PyTensor: symbolic graph with the time loop as scan, pytensor.grad, compiled with the C linker (cvm)"
     models = ("lorenz63", "lorenz96")

@@ -577,6 +577,7 @@ class TensorFlowBackend(_TensorFlowBase):
 
 class TensorFlowXLABackend(_TensorFlowBase):
     name = "tensorflow-xla"
+    compiled = True
     kind = "AD, XLA (graph)"
     description = "tf.function(jit_compile=True) of the GradientTape value and gradient, time loop as tf.while_loop"
 

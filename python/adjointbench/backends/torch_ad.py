@@ -469,6 +469,7 @@ class TorchBackend(_TorchBase):
 
 class TorchCompileBackend(_TorchBase):
     name = "torch-compile"
+    compiled = True
     kind = "AD, compiled"
     description = "torch.func.grad_and_value of the torch model under torch.compile (Inductor), opt-in"
 

@@ -369,6 +369,7 @@ def compile_kernels(device: str) -> float:
 
 class WarpBackend(Backend):
     name = "warp"
+    compiled = True
     kind = "AD, kernel tape"
     description = "NVIDIA Warp kernels (RK4 stage / Euler step per thread, cost by atomics), wp.Tape reverse mode"
     models = ("lorenz63", "lorenz96")

@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "else the newest run)")
     p.add_argument("--scale", action="store_true",
                    help="the scaling study (bench --scale): time, x C, gradient/forward ratio, peak memory, compile")
+    p.add_argument("--targets", action="store_true",
+                   help="with --scale: where each performance target stands (time / C, gradient / forward, memory)")
     p.add_argument("--gradient", action="store_true",
                    help="the gradient group per problem (Lorenz-96, your own problems) instead of Tbl. 3")
     p.add_argument("--out", metavar="FILE", help="write the table to FILE instead of stdout")
@@ -31,9 +33,13 @@ def run(args: argparse.Namespace) -> int:
     require(NAME, "bench", "pandas")
     from .. import report
 
+    if args.targets and not args.scale:
+        raise ValueError("--targets reads the scaling study: give it with --scale")
     if args.scale:
         results = report.load_results(args.paths, latest=not args.all_runs)
-        text = report.format_table(report.scale_table(results, stat=args.stat), args.format, report.scale_display_frame)
+        table = report.scale_table(results, stat=args.stat)
+        text = (report.format_table(report.scale_targets(table), args.format, lambda df: df) if args.targets
+                else report.format_table(table, args.format, report.scale_display_frame))
     elif args.gradient:
         results = report.load_results(args.paths, latest=not args.all_runs)
         text = report.format_table(report.gradient_table(results, stat=args.stat), args.format,

@@ -34,7 +34,7 @@ _LAZY = {
     **dict.fromkeys(("PAPER_TBL3", "TABLE_COLUMNS", "tbl3", "paper_rows", "load", "GRADIENT_COLUMNS",
                      "gradient_table"), "table"),
     **dict.fromkeys(("fmt_time", "display_frame", "gradient_display_frame", "format_table"), "render"),
-    **dict.fromkeys(("SCALE_COLUMNS", "scale_table", "scale_display_frame", "fmt_bytes"), "scale"),
+    **dict.fromkeys(("SCALE_COLUMNS", "scale_table", "scale_display_frame", "fmt_bytes", "scale_targets"), "scale"),
     **dict.fromkeys(("REGRESS_KEYS", "JITTER_ROOM_MAX", "ratios", "regress"), "regression"),
 }
 

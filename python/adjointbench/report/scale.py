@@ -91,3 +91,62 @@ def scale_display_frame(df: pd.DataFrame) -> pd.DataFrame:
         "compile": df["compile_s"].map(fmt_time),
         "gradients / s": df["throughput"].map(lambda v: num(v, ".3g")),
     })
+
+
+#: the scaling study's performance targets: the largest time per gradient, as a multiple of the
+#: plain-C yardstick on the same case, per backend (CPU, N >= TARGET_N)
+X_C_TARGETS = {"numba": 1.5, "cython": 1.5, "enzyme": 1.5, "jax": 2.0, "torch": 5.0, "numpy": 4.0}
+#: the cheap-gradient bound every compiled backend (``Backend.compiled``) is held to: gradient / forward
+RATIO_TARGET = 4.0
+#: the peak memory of a hand adjoint's gradient over the trajectory it must store
+MEMORY_TARGET = 1.5
+#: the smallest state size the targets are read at (dispatch no longer dominates there)
+TARGET_N = 40_000
+TARGET_COLUMNS = ("machine", "target", "backend", "bound", "measured", "at N", "met")
+
+
+def _compiled(name: str) -> bool:
+    from ..backends import all_backends
+
+    return any(b.name == name and b.compiled for b in all_backends())
+
+
+def _sizes(n) -> str:
+    """State sizes as 4e4, 4e5 (mantissa e exponent, no plus sign or zero padding)."""
+    def one(k: int) -> str:
+        m, e = f"{k:.0e}".split("e")
+        return f"{m}e{int(e)}" if float(m) * 10 ** int(e) == k else str(k)
+    return ", ".join(one(int(k)) for k in n)
+
+
+def scale_targets(table: pd.DataFrame) -> pd.DataFrame:
+    """Where each performance target stands, from ``scale_table``'s rows: one row per machine x
+    target x backend, with the measured range over the state-size cases at N >= ``TARGET_N`` on
+    the CPU in float64 and whether every such case meets it ("yes", "no", or "at N = ..." for the
+    sizes that do).  A backend with no such case has no row."""
+    s = table[table["axis"].eq("state") & table["device"].eq("cpu") & table["dtype"].eq("float64")
+              & (table["n"] >= TARGET_N) & ~table["kind"].astype(str).str.startswith("yardstick")]
+    rows: list[dict] = []
+
+    def add(machine: str, target: str, backend: str, bound: float, part: pd.DataFrame, col: str) -> None:
+        values = pd.to_numeric(part[col], errors="coerce")
+        part = part[values.notna() & values.abs().ne(math.inf)].sort_values("n")
+        if part.empty:
+            return
+        v, n = part[col].to_numpy(float), part["n"].astype(int).to_numpy()
+        ok = v <= bound
+        lo, hi = f"{v.min():.3g}", f"{v.max():.3g}"
+        met = "yes" if ok.all() else "no" if not ok.any() else "at N = " + _sizes(n[ok])
+        rows.append({"machine": machine, "target": target, "backend": backend, "bound": f"≤ {bound:g}",
+                     "measured": lo if lo == hi else f"{lo}–{hi}", "at N": _sizes(n), "met": met})
+
+    for machine, m in s.groupby("machine", sort=False):
+        for backend, bound in X_C_TARGETS.items():
+            add(machine, "time / C", backend, bound, m[m["backend"].eq(backend)], "x_c")
+        for backend in sorted(b for b in m["backend"].unique() if _compiled(b)):
+            add(machine, "gradient / forward", backend, RATIO_TARGET, m[m["backend"].eq(backend)], "ratio")
+        hand = m[m["kind"].astype(str).str.startswith("hand adjoint")]
+        for backend in sorted(hand["backend"].unique()):
+            add(machine, "peak memory / trajectory", backend, MEMORY_TARGET, hand[hand["backend"].eq(backend)],
+                "peak_x_trajectory")
+    return pd.DataFrame(rows, columns=list(TARGET_COLUMNS))
