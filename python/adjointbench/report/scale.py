@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from .constants import STATS
@@ -105,12 +106,6 @@ TARGET_N = 40_000
 TARGET_COLUMNS = ("machine", "target", "backend", "bound", "measured", "at N", "met")
 
 
-def _compiled(name: str) -> bool:
-    from ..backends import all_backends
-
-    return any(b.name == name and b.compiled for b in all_backends())
-
-
 def _sizes(n) -> str:
     """State sizes as 4e4, 4e5 (mantissa e exponent, no plus sign or zero padding)."""
     def one(k: int) -> str:
@@ -124,13 +119,15 @@ def scale_targets(table: pd.DataFrame) -> pd.DataFrame:
     target x backend, with the measured range over the state-size cases at N >= ``TARGET_N`` on
     the CPU in float64 and whether every such case meets it ("yes", "no", or "at N = ..." for the
     sizes that do).  A backend with no such case has no row."""
+    from ..backends import all_backends
+
+    compiled = {b.name for b in all_backends() if b.compiled}
     s = table[table["axis"].eq("state") & table["device"].eq("cpu") & table["dtype"].eq("float64")
               & (table["n"] >= TARGET_N) & ~table["kind"].astype(str).str.startswith("yardstick")]
     rows: list[dict] = []
 
     def add(machine: str, target: str, backend: str, bound: float, part: pd.DataFrame, col: str) -> None:
-        values = pd.to_numeric(part[col], errors="coerce")
-        part = part[values.notna() & values.abs().ne(math.inf)].sort_values("n")
+        part = part[np.isfinite(pd.to_numeric(part[col], errors="coerce").to_numpy(float))].sort_values("n")
         if part.empty:
             return
         v, n = part[col].to_numpy(float), part["n"].astype(int).to_numpy()
@@ -143,7 +140,7 @@ def scale_targets(table: pd.DataFrame) -> pd.DataFrame:
     for machine, m in s.groupby("machine", sort=False):
         for backend, bound in X_C_TARGETS.items():
             add(machine, "time / C", backend, bound, m[m["backend"].eq(backend)], "x_c")
-        for backend in sorted(b for b in m["backend"].unique() if _compiled(b)):
+        for backend in sorted(set(m["backend"]) & compiled):
             add(machine, "gradient / forward", backend, RATIO_TARGET, m[m["backend"].eq(backend)], "ratio")
         hand = m[m["kind"].astype(str).str.startswith("hand adjoint")]
         for backend in sorted(hand["backend"].unique()):
