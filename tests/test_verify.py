@@ -78,3 +78,21 @@ def test_reference_backends_agree():
     Jf, gf = backend("fd").prepare(p)(p.u0)
     assert (J, list(g)) == (Jc, list(gc))
     assert verify.relative_error(gf, g) < 1e-6
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps, reason="long double is double here")
+def test_reference_rounding_error_grows_with_the_window(rng):
+    """Rounding alone barely moves the reference on a short window and swamps it on a long chaotic one."""
+    from adjointbench.testing import ROUNDING_LIMIT
+
+    p = random_problem(rng, "state+params", max_steps=60)
+    assert verify.reference_rounding_error(p) <= ROUNDING_LIMIT
+    # the same set-up over 25 model time units (Lyapunov time ~1.1): rounding is amplified ~e^22
+    long = p.with_(dt=0.01, nsteps=2500, obs_steps=[0, 2500], obs_values=p.obs_values[[0, -1]])
+    assert verify.reference_rounding_error(long) > 10 * ROUNDING_LIMIT
+
+
+def test_reference_rounding_error_is_nan_where_it_cannot_be_measured(monkeypatch):
+    p = Lorenz63Problem.paper()
+    monkeypatch.setattr(Lorenz63Problem, "cost", lambda self, u: model.cost(self, np.asarray(u, np.complex128)))
+    assert np.isnan(verify.reference_rounding_error(p))

@@ -23,23 +23,28 @@ def _vector(u: ArrayLike) -> np.ndarray:
     return np.asarray(u, dtype=np.float64).ravel()
 
 
-def complex_step_jacobian(f: Callable[[np.ndarray], Any], u: ArrayLike, h: float = COMPLEX_STEP_H) -> np.ndarray:
+def complex_step_jacobian(
+    f: Callable[[np.ndarray], Any], u: ArrayLike, h: float = COMPLEX_STEP_H, dtype: type = np.complex128,
+) -> np.ndarray:
     """d f / d u by complex step, eq. (24): column k is Im f(u + i h e_k) / h.  f must accept complex input.
 
     Shape: f's output shape + (n,) — (n,) for a scalar f (its gradient), (m, n) for a residual vector.
+    ``dtype`` is the complex type u is evaluated in (``np.clongdouble``: extended precision on x86).
     """
     x = _vector(u)
     cols = []
     for k in range(x.size):
-        uc = x.astype(np.complex128)
+        uc: np.ndarray = x.astype(dtype)
         uc[k] += 1j * h
         cols.append(np.imag(np.asarray(f(uc))) / h)
     return np.stack(cols, axis=-1)
 
 
-def complex_step_gradient(f: Callable[[np.ndarray], Any], u: ArrayLike, h: float = COMPLEX_STEP_H) -> np.ndarray:
-    """grad f(u) of a scalar f by complex step (eq. 24)."""
-    g = complex_step_jacobian(f, u, h)
+def complex_step_gradient(
+    f: Callable[[np.ndarray], Any], u: ArrayLike, h: float = COMPLEX_STEP_H, dtype: type = np.complex128,
+) -> np.ndarray:
+    """grad f(u) of a scalar f by complex step (eq. 24), evaluated in complex ``dtype``."""
+    g = complex_step_jacobian(f, u, h, dtype)
     if g.ndim != 1:
         raise ValueError(f"complex_step_gradient needs a scalar function, got output shape {g.shape[:-1]}")
     return g

@@ -42,6 +42,26 @@ def reference(problem: Problem, u: ArrayLike | None = None) -> tuple[float, np.n
     return J, complex_step_gradient(problem.cost, x)
 
 
+def reference_rounding_error(problem: Problem, u: ArrayLike | None = None) -> float:
+    """How far rounding alone moves the float64 reference gradient at u (default u0).
+
+    The max-norm relative distance between the complex-step gradient in double precision (the
+    gate's reference) and the same complex step in extended precision (``np.clongdouble``,
+    64-bit mantissa on x86).  It is the floor of any float64 implementation's agreement with the
+    reference on this problem: where it nears ``TOLERANCE`` (a chaotic window with a first guess
+    far from the observations), two correct implementations that order or fuse operations
+    differently disagree at the gate.  NaN where it cannot be measured: long double no wider
+    than double (arm64), or a cost that does not keep the extended type.
+    """
+    x = problem.u0 if u is None else problem.check_control(u)
+    if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
+        return float("nan")
+    if np.asarray(problem.cost(x.astype(np.clongdouble))).dtype != np.clongdouble:
+        return float("nan")
+    g_ext = complex_step_gradient(problem.cost, x, dtype=np.clongdouble).astype(np.float64)
+    return relative_error(complex_step_gradient(problem.cost, x), g_ext)
+
+
 def relative_error(g: np.ndarray, g_ref: np.ndarray) -> float:
     """max_k |g_k - ref_k| / max_k |ref_k| (max-norm relative error; absolute if ref = 0)."""
     g = np.asarray(g, dtype=np.float64)
