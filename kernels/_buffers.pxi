@@ -49,6 +49,14 @@ cdef object batch_controls(object U, Py_ssize_t nc):
     return Ua
 
 
+cdef object batch_controls32(object U, Py_ssize_t nc):
+    """``batch_controls`` for a native entry that counts rows in int32 (the Enzyme front doors)."""
+    Ua = batch_controls(U, nc)
+    if Ua.shape[0] > 2147483647:  # INT32_MAX
+        raise ValueError(f"batched controls must have at most 2147483647 rows, got {Ua.shape[0]}")
+    return Ua
+
+
 cdef Py_ssize_t team_size(object threads, bint openmp) except -1:
     """The OpenMP team of a batch: ``threads`` (a positive integer, else ValueError), or 1 when
     the extension was built without OpenMP (its rows then run on the calling thread)."""

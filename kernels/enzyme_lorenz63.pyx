@@ -7,7 +7,7 @@ kernels/generated/) exports the front door ``lorenz63_entry`` with enzyme-ad's
 ``Lorenz63Enzyme`` holds one problem's observations, converted and checked once; every size
 is checked before native code runs (the C++ side trusts them), and the few per-call buffers
 live on the C stack (or in the arrays a batch returns).  Besides the gradient (``vg``, the
-batch ``vgb``, the fused ``descent``) the front door computes J alone (``cost``) by the primal
+batch ``vgb``, the fused ``descent``) the front door computes J alone (``cost``, the batch ``costs``) by the primal
 forward model that Enzyme differentiates, in the same object.
 """
 
@@ -143,25 +143,29 @@ cdef class Lorenz63Enzyme:
 
     cpdef tuple vgb(self, object U):
         """(J[B], G[B, n_control]) for the rows of U (B x n_control), in one native call."""
-        cdef Py_ssize_t b, i, B
-        if not (type(U) is np.ndarray and U.dtype == np.float64 and U.ndim == 2
-                and U.shape[1] == self.n_control and U.flags.c_contiguous):
-            raise ValueError(f"batched controls must be a C-contiguous float64 array of shape (B, {self.n_control})")
-        B = U.shape[0]
-        if B < 1 or B > INT32_MAX:
-            raise ValueError(f"batched controls must have between 1 and {INT32_MAX} rows, got {B}")
-        cdef const double[:, ::1] Uv = U
-        for b in range(B):
-            for i in range(self.n_control):
-                if not isfinite(Uv[b, i]):
-                    raise ValueError(f"batched controls must be finite (row {b})")
+        Ua = batch_controls32(U, self.n_control)
+        cdef const double[:, ::1] Uv = Ua
+        cdef int32_t B = <int32_t>Ua.shape[0]
         J = np.empty(B)
         G = np.empty((B, self.n_control))
         cdef double[::1] Jv = J
         cdef double[:, ::1] Gv = G
         with nogil:
-            self._call(&Uv[0, 0], &Jv[0], &Gv[0, 0], <int32_t>B, 0, 0.0, GRADIENTS)
+            self._call(&Uv[0, 0], &Jv[0], &Gv[0, 0], B, 0, 0.0, GRADIENTS)
         return J, G
+
+    cpdef object costs(self, object U):
+        """J[B] for the rows of U (B x n_control), forward only, in one native call: the loop of
+        ``vgb`` without the gradient (the batch's cheap-gradient denominator, like by like)."""
+        Ua = batch_controls32(U, self.n_control)
+        cdef const double[:, ::1] Uv = Ua
+        cdef int32_t B = <int32_t>Ua.shape[0]
+        J = np.empty(B)
+        cdef double[::1] Jv = J
+        cdef double unused
+        with nogil:  # G is not written (COSTS); a valid pointer all the same
+            self._call(&Uv[0, 0], &Jv[0], &unused, B, 0, 0.0, COSTS)
+        return J
 
     cpdef tuple descent(self, object u0, Py_ssize_t iterations, double step):
         """(final control, cost at each iterate) of ``iterations`` steps of steepest descent."""

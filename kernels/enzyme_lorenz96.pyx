@@ -8,15 +8,17 @@ kernels/generated/) exports the front door ``lorenz96_entry`` with enzyme-ad's
 once; every size is checked here before native code runs (the C++ side trusts them).  The
 scratch (8n + n_control doubles) is allocated per call, so calls from several threads (the
 kernel runs without the GIL) share nothing writable.  Besides the gradient (``vg``, the batch
-``vgb``, the fused ``descent``) the front door computes J alone (``cost``) by the primal
+``vgb``, the fused ``descent``) the front door computes J alone (``cost``, the batch ``costs``) by the primal
 forward model that Enzyme differentiates, in the same object.
 """
 
 import numpy as np
 
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from libc.math cimport isfinite
 from libc.stdint cimport int32_t, INT32_MAX
 from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, strcmp
 
 cdef extern from *:
     """
@@ -122,6 +124,9 @@ cdef enum:
     GRADIENTS = 0
     DESCENT = 1
     COSTS = 2
+
+
+include "_buffers.pxi"
 
 
 def release_tape():
@@ -297,24 +302,28 @@ cdef class Lorenz96Enzyme:
 
     cpdef tuple vgb(self, object U):
         """(J[B], G[B, n_control]) for the rows of U (B x n_control), in one native call."""
-        cdef Py_ssize_t b, i, B
-        if not (type(U) is np.ndarray and U.dtype == np.float64 and U.ndim == 2
-                and U.shape[1] == self.n_control and U.flags.c_contiguous):
-            raise ValueError(f"batched controls must be a C-contiguous float64 array of shape (B, {self.n_control})")
-        B = U.shape[0]
-        if B < 1 or B > INT32_MAX:
-            raise ValueError(f"batched controls must have between 1 and {INT32_MAX} rows, got {B}")
-        cdef const double[:, ::1] Uv = U
-        for b in range(B):
-            for i in range(self.n_control):
-                if not isfinite(Uv[b, i]):
-                    raise ValueError(f"batched controls must be finite (row {b})")
+        Ua = batch_controls32(U, self.n_control)
+        cdef const double[:, ::1] Uv = Ua
+        cdef int32_t B = <int32_t>Ua.shape[0]
         J = np.empty(B)
         G = np.empty((B, self.n_control))
         cdef double[::1] Jv = J
         cdef double[:, ::1] Gv = G
-        self._call(&Uv[0, 0], &Jv[0], &Gv[0, 0], <int32_t>B, 0, 0.0)
+        self._call(&Uv[0, 0], &Jv[0], &Gv[0, 0], B, 0, 0.0)
         return J, G
+
+    cpdef object costs(self, object U):
+        """J[B] for the rows of U (B x n_control), forward only, in one native call: the loop of
+        ``vgb`` without the gradient (the batch's cheap-gradient denominator, like by like)."""
+        Ua = batch_controls32(U, self.n_control)
+        cdef const double[:, ::1] Uv = Ua
+        cdef int32_t B = <int32_t>Ua.shape[0]
+        J = np.empty(B)
+        cdef double[::1] Jv = J
+        cdef double unused
+        # G is not written (COSTS); a valid pointer all the same
+        self._call(&Uv[0, 0], &Jv[0], &unused, B, 0, 0.0, COSTS)
+        return J
 
     cpdef tuple descent(self, object u0, Py_ssize_t iterations, double step):
         """(final control, cost at each iterate) of ``iterations`` steps of steepest descent."""

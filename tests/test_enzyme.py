@@ -170,10 +170,13 @@ def test_native_wrapper_checks_its_sizes():
         k.cost(np.zeros(6))
     with pytest.raises(ValueError):
         k.cost(np.array([1.0, np.nan, 0.0]))
-    for bad in (np.zeros((2, 6)), np.zeros((0, 3)), np.zeros((3, 2)).T, np.zeros((2, 3), np.float32), [[0.0] * 3],
-                np.full((2, 3), np.inf)):
-        with pytest.raises(ValueError):
-            k.vgb(bad)  # the wrapper itself refuses (no conversion): shape, layout, dtype, finite
+    for bad in (np.zeros((2, 6)), np.zeros((0, 3)), np.zeros((2, 3), np.float32), np.full((2, 3), np.inf)):
+        for batch in (k.vgb, k.costs):
+            with pytest.raises(ValueError):
+                batch(bad)  # the wrapper itself refuses: shape, dtype (no float32 promotion), finite
+    U = np.random.default_rng(0).normal(0.0, 5.0, (3, 2)).T  # a strided float64 view: copied, same answer
+    assert np.array_equal(k.vgb(U)[1], k.vgb(np.ascontiguousarray(U))[1])
+    assert np.array_equal(k.costs(U), np.array([k.cost(np.ascontiguousarray(u)) for u in U]))
     with pytest.raises(ValueError):
         k.descent(np.zeros(3), 0, 1e-3)
     with pytest.raises(ValueError):

@@ -180,10 +180,13 @@ def test_native_wrapper_checks_its_sizes():
     for bad in (np.zeros(7), np.zeros(5), np.full(6, np.nan), np.zeros(6, np.float32), np.zeros((6, 1))):
         with pytest.raises(ValueError):
             k.cost(bad)  # no check function given: the wrapper refuses what is not exactly right
-    with pytest.raises(ValueError):
-        k.vgb(np.zeros((2, 7)))
-    with pytest.raises(ValueError):
-        k.vgb(np.zeros((6, 2)).T)  # right shape, not C-contiguous: the wrapper does not convert
+    for bad in (np.zeros((2, 7)), np.zeros((0, 6)), np.zeros((2, 6), np.float32), np.full((2, 6), np.nan)):
+        for batch in (k.vgb, k.costs):
+            with pytest.raises(ValueError):
+                batch(bad)
+    U = 8.0 + np.random.default_rng(1).standard_normal((6, 2)).T  # right shape, strided: copied, same answer
+    assert np.array_equal(k.vgb(U)[1], k.vgb(np.ascontiguousarray(U))[1])
+    assert np.array_equal(k.costs(U), np.array([k.cost(np.ascontiguousarray(u)) for u in U]))
     with pytest.raises(ValueError):
         k.descent(np.zeros(6), 0, 1e-3)
     with pytest.raises(ValueError):

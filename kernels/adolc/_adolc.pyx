@@ -400,25 +400,42 @@ cdef class _Tape:
         self._replay(U, J, G)
         return J, G
 
-    def cost(self, u):
-        """J(u) by a zos_forward of the tape with keep = 0 (no Taylor stack)."""
-        cdef const double[::1] uv = self._control(u)
+    cdef double _forward(self, const double *u) except? -1.0:
+        """J at u by a zos_forward of the tape (keep = 0); the caller holds LOCK."""
         cdef char err[ERRLEN]
         cdef double J = 0.0
         cdef int rc
         cdef short tag
+        if self.tag < 0:
+            self._record_checked(self._resident_tag(), u)
+        tag = self._resident_tag()
+        err[0] = 0
+        with nogil:
+            rc = ab_adolc_forward(tag, self.n_control, u, &J, err, ERRLEN)
+        if rc == -1:  # another branch than the taping point's: re-tape here
+            self.branch_retapes += 1
+            return self._record_checked(tag, u)
+        if rc < 0:
+            raise ValueError(f"ADOL-C zos_forward failed ({rc}): {_message(err)}")
+        return J
+
+    def cost(self, u):
+        """J(u) by a zos_forward of the tape with keep = 0 (no Taylor stack)."""
+        cdef const double[::1] uv = self._control(u)
         with LOCK:
-            if self.tag < 0:
-                self._record_checked(self._resident_tag(), &uv[0])
-            tag = self._resident_tag()
-            err[0] = 0
-            with nogil:
-                rc = ab_adolc_forward(tag, self.n_control, &uv[0], &J, err, ERRLEN)
-            if rc == -1:  # another branch than the taping point's: re-tape here
-                self.branch_retapes += 1
-                return self._record_checked(tag, &uv[0])
-            if rc < 0:
-                raise ValueError(f"ADOL-C zos_forward failed ({rc}): {_message(err)}")
+            return self._forward(&uv[0])
+
+    def costs(self, U):
+        """J[B]: the rows of U through zos_forward (keep = 0), one loop under the lock: the
+        forward sweeps of ``vgb``'s loop without the reverse ones."""
+        U = self._controls(U)
+        J = np.empty(U.shape[0])
+        cdef const double[:, ::1] Uv = U
+        cdef double[::1] Jv = J
+        cdef Py_ssize_t b
+        with LOCK:
+            for b in range(Uv.shape[0]):
+                Jv[b] = self._forward(&Uv[b, 0])
         return J
 
     def retape_vg(self, u):
@@ -452,17 +469,31 @@ cdef class _Tape:
             self._replay(U, J, G)
         return J, G
 
-    def cost_double(self, u):
-        """J(u) by the plain double forward model (the same C++ template, no ADOL-C)."""
-        cdef const double[::1] uv = self._control(u)
+    cdef double _forward_double(self, const double *u) except? -1.0:
         cdef char err[ERRLEN]
         cdef double J = 0.0
         cdef int rc
         err[0] = 0
         with nogil:
-            rc = self._cost(&uv[0], &J, err)
+            rc = self._cost(u, &J, err)
         if rc != 0:
             raise ValueError(f"forward model failed: {_message(err)}")
+        return J
+
+    def cost_double(self, u):
+        """J(u) by the plain double forward model (the same C++ template, no ADOL-C)."""
+        cdef const double[::1] uv = self._control(u)
+        return self._forward_double(&uv[0])
+
+    def costs_double(self, U):
+        """J[B] by the plain double forward model, one loop in C over the rows of U."""
+        U = self._controls(U)
+        J = np.empty(U.shape[0])
+        cdef const double[:, ::1] Uv = U
+        cdef double[::1] Jv = J
+        cdef Py_ssize_t b
+        for b in range(Uv.shape[0]):
+            Jv[b] = self._forward_double(&Uv[b, 0])
         return J
 
     def release(self):

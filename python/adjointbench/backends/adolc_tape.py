@@ -29,6 +29,8 @@ are not an option.
 Forward-only J (``prepare_cost``, the cheap-gradient ratio's denominator): ``adolc``: a
 zos_forward of the tape with keep = 0 (the interpreter, no Taylor stack); ``adolc-retape``:
 the plain double forward model (the same C++ template instantiated on double, no ADOL-C).
+Their batches (``prepare_cost_batch``) run the same per member in one native loop, the idiom
+of the gradient batch.
 """
 
 from __future__ import annotations
@@ -135,6 +137,12 @@ class AdolcBackend(_AdolcBase):
         tape.tape(problem.u0)
         return tape.cost
 
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        """J[B]: the tape's zos_forward (keep = 0) for every member, in the native loop of ``vgb``."""
+        tape = make_tape(problem)
+        tape.tape(problem.u0)
+        return lambda U: tape.costs(check_controls(problem, U))
+
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         """The same tape replayed for every member, in one native loop (zos_forward + fos_reverse each)."""
         tape = make_tape(problem)
@@ -161,6 +169,11 @@ class AdolcRetapeBackend(_AdolcBase):
     def _prepare_cost_any(self, problem: Any, device: str, dtype: str) -> Callable[[np.ndarray], float]:
         """J by the plain double forward model: the C++ template on double, no ADOL-C involved."""
         return make_tape(problem).cost_double
+
+    def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        """J[B] by the plain double forward model, one native loop over the members."""
+        tape = make_tape(problem)
+        return lambda U: tape.costs_double(check_controls(problem, U))
 
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
         """One fresh tape per call (trace_on .. trace_off at the first member), replayed for

@@ -57,6 +57,10 @@ def _kernel96(problem: Lorenz96Problem):
     )
 
 
+def _any_kernel(problem):
+    return _kernel96(problem) if problem.model == "lorenz96" else _kernel(problem)
+
+
 class EnzymeAOTBackend(Backend):
     name = "enzyme"
     compiled = True
@@ -101,8 +105,13 @@ class EnzymeAOTBackend(Backend):
     def _prepare_cost_lorenz96(self, problem: Lorenz96Problem, *, device: str, dtype: str) -> Callable[[np.ndarray], float]:
         return _kernel96(problem).cost
 
+    def _prepare_cost_batch(self, problem, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+        """J[B] by the front door's COSTS mode: the loop of ``vgb`` over the primal alone."""
+        costs = _any_kernel(problem).costs
+        return lambda U: costs(check_controls(problem, U))
+
     def _prepare_batch(self, problem, *, device: str, dtype: str) -> PreparedBatch:
-        vgb_native = (_kernel96(problem) if problem.model == "lorenz96" else _kernel(problem)).vgb
+        vgb_native = _any_kernel(problem).vgb
 
         def vgb(U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return vgb_native(check_controls(problem, U))
