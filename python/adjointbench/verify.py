@@ -56,10 +56,10 @@ def reference_rounding_error(problem: Problem, u: ArrayLike | None = None) -> fl
     x = problem.u0 if u is None else problem.check_control(u)
     if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
         return float("nan")
-    if np.asarray(problem.cost(x.astype(np.clongdouble))).dtype != np.clongdouble:
+    g_ext = complex_step_gradient(problem.cost, x, dtype=np.clongdouble)
+    if g_ext.dtype != np.longdouble:  # the cost fell back to complex128 somewhere
         return float("nan")
-    g_ext = complex_step_gradient(problem.cost, x, dtype=np.clongdouble).astype(np.float64)
-    return relative_error(complex_step_gradient(problem.cost, x), g_ext)
+    return relative_error(complex_step_gradient(problem.cost, x), g_ext.astype(np.float64))
 
 
 def relative_error(g: np.ndarray, g_ref: np.ndarray) -> float:

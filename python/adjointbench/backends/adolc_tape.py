@@ -133,14 +133,11 @@ class AdolcBackend(_AdolcBase):
 
     def _prepare_cost_any(self, problem: Any, device: str, dtype: str) -> Callable[[np.ndarray], float]:
         """J by a zos_forward of the tape (keep = 0): ADOL-C's interpreter, no Taylor stack."""
-        tape = make_tape(problem)
-        tape.tape(problem.u0)
-        return tape.cost
+        return _taped(problem).cost
 
     def _prepare_cost_batch(self, problem: Any, *, device: str, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
         """J[B]: the tape's zos_forward (keep = 0) for every member, in the native loop of ``vgb``."""
-        tape = make_tape(problem)
-        tape.tape(problem.u0)
+        tape = _taped(problem)
         return lambda U: tape.costs(check_controls(problem, U))
 
     def _prepare_batch(self, problem: Any, *, device: str, dtype: str) -> PreparedBatch:
@@ -186,6 +183,13 @@ class AdolcRetapeBackend(_AdolcBase):
 
         return PreparedBatch(vgb, problem, idiom=self.batch_idiom, device=device, dtype=dtype, compile_s=compile_s,
                              info=_info(tape, "re-taped at every call (first member), replayed per member"))
+
+
+def _taped(problem: Any) -> Any:
+    """The problem's tape, recorded at u0 (what the forward-only replays interpret)."""
+    tape = make_tape(problem)
+    tape.tape(problem.u0)
+    return tape
 
 
 def _timed_tape(tape: Any, u0: np.ndarray) -> float:
